@@ -1,0 +1,85 @@
+"""Composition root: wires settings, store, clock, outbox, dispatcher, scheduler and web routes.
+
+Nothing here holds business logic; it only decides who gets which collaborator.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from aiohttp import web
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.store import Store
+
+log = logging.getLogger("linli.app")
+
+
+class App:
+    def __init__(self, settings: Settings, *, store: Store | None = None,
+                 clock: Clock | None = None):
+        self.settings = settings
+        self.store = store or Store(settings.store.path)
+        self.clock = clock or Clock()
+        self.http: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+        from bot.outbox import Outbox
+        from bot.senders import build_senders
+        from handlers import build_dispatcher
+
+        self.senders = build_senders(self)
+        self.outbox = Outbox(self)
+        self.dispatcher = build_dispatcher(self)
+
+    # -- background work -------------------------------------------------------------
+    def spawn(self, coro, name: str | None = None) -> asyncio.Task:
+        """Run work after answering the platform; tracked so shutdown can drain it."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def settle(self) -> None:
+        """Wait until background tasks (and the sends they queued) are done. Used by tests."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.outbox.drain()
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.http is None:
+            self.http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.settings.send.timeout_s))
+        await self.outbox.start()
+
+    async def close(self) -> None:
+        await self.settle()
+        await self.outbox.stop()
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
+
+    def web_app(self) -> web.Application:
+        from bot.transports.routes import add_callback_routes
+
+        wa = web.Application(client_max_size=self.settings.server.max_body_bytes)
+        wa["linli"] = self
+        add_callback_routes(wa, self)
+
+        async def on_startup(_):
+            await self.start()
+
+        async def on_cleanup(_):
+            await self.close()
+
+        wa.on_startup.append(on_startup)
+        wa.on_cleanup.append(on_cleanup)
+        return wa
