@@ -1,0 +1,131 @@
+"""`linli` command line: every command takes --config PATH (default ./config.toml)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from bot import config as config_mod
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_REGISTER = ROOT / "data" / "dalong_register.csv"
+DEMO_GROUPS = ROOT / "data" / "dalong_register_groups.csv"
+
+COMMANDS = {}
+
+
+def command(name: str, help: str):
+    def deco(fn):
+        COMMANDS[name] = (fn, help)
+        return fn
+    return deco
+
+
+def _settings(args):
+    return config_mod.load(args.config)
+
+
+def _store(args):
+    from bot.store import Store
+
+    return Store(_settings(args).store.path)
+
+
+@command("init", "create or migrate the SQLite store")
+def cmd_init(args, p):
+    store = _store(args)
+    print(f"store {store.path}: schema version {store.version}")
+
+
+@command("import", "import a register file (CSV or XLSX)")
+def cmd_import(args, p):
+    from bot.clock import Clock
+    from bot.roster import ImportError_, import_register
+
+    try:
+        report = import_register(_store(args), args.file, groups_path=args.groups,
+                                 skip_bad=args.skip_bad, now=Clock().now())
+    except ImportError_ as e:
+        for bad in e.report.bad:
+            print(f"  {bad}", file=sys.stderr)
+        print(f"import refused: {len(e.report.bad)} bad row(s), nothing imported "
+              "(fix them, or use --skip-bad to import the good rows)", file=sys.stderr)
+        return 1
+    for bad in report.bad:
+        print(f"  skipped {bad}", file=sys.stderr)
+    print(f"imported {report.residents} residents in {report.households} households, "
+          f"{report.groups} groups; {report.inactivated} marked inactive; {len(report.bad)} skipped")
+    return 0
+
+
+def _import_args(p):
+    p.add_argument("file", help="register CSV/XLSX (one row per resident)")
+    p.add_argument("--groups", help="groups CSV (for XLSX: the second sheet is used if omitted)")
+    p.add_argument("--skip-bad", action="store_true", help="import the good rows, list the bad ones")
+
+
+@command("roster", "print the community tree with counts")
+def cmd_roster(args, p):
+    from bot.roster import format_tree, tree_counts
+
+    print(format_tree(tree_counts(_store(args))))
+
+
+@command("demo-data", "write a Dalong-shaped demo register")
+def cmd_demo_data(args, p):
+    from bot.demo_data import generate
+
+    result = generate(args.out, households=args.households, seed=args.seed)
+    print(f"wrote {result['register']} ({result['rows']} rows, {result['households']} households, "
+          f"{result['buildings']} buildings) and {result['groups_file']} ({result['groups']} groups)")
+
+
+def _demo_data_args(p):
+    p.add_argument("--households", type=int, default=3300)
+    p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("--out", default=str(DEMO_REGISTER))
+
+
+@command("demo", "load the demo register and play a warning on the embedded default")
+def cmd_demo(args, p):
+    from bot.demo import run_demo
+
+    return asyncio.run(run_demo(_settings(args), speed=args.speed, exit_at_end=args.exit))
+
+
+def _demo_args(p):
+    p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
+    p.add_argument("--exit", action="store_true", help="run to the end and exit (non-interactive)")
+
+
+EXTRA_ARGS = {"import": _import_args, "demo-data": _demo_data_args, "demo": _demo_args}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default="config.toml", help="path to config.toml")
+    common.add_argument("-v", "--verbose", action="store_true")
+    parser = argparse.ArgumentParser(prog="linli", description="Linli (邻里) neighborhood warning relay",
+                                     parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (fn, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, parents=[common])
+        EXTRA_ARGS.get(name, lambda p: None)(p)
+        p.set_defaults(func=fn)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args, parser) or 0
+    except config_mod.ConfigError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,145 @@
+"""Deterministic generator of a register shaped like Dalong community (Panyu, 2024).
+
+1 community, 4 grids, 7 compounds, 113 buildings, ~3,300 households, ~2.4 residents per household,
+one building lead per building (mostly party members, some with a backup), grid leads, ~10 social
+workers, a few percent of residents on the vulnerable register. Same seed, same file.
+"""
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+SURNAMES = ("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程"
+            "苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严")
+GIVEN = ("伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉兰萍红建国建华志强海燕春梅桂芳淑珍"
+         "德明国平永红小红晓东文华家豪嘉欣子轩梓涵浩然雨桐思远俊杰欣怡佳琪宇航婷婷志明美玲金凤瑞华"
+         "秋菊冬梅世杰振华少华锦荣炳坤伟雄惠珍丽珠妙玲")
+GRIDS = ("第一网格", "第二网格", "第三网格", "第四网格")
+# compound -> grid index; Dalong: 4 grids, 7 compounds
+COMPOUNDS = (("大龙一区", 0), ("大龙二区", 0), ("金湖花园", 1), ("龙景苑", 1),
+             ("富丽华庭", 2), ("大龙新村", 2), ("碧水湾", 3))
+VULNERABLE = (("独居老人", 30), ("低保户", 25), ("孤寡老人", 10), ("困难户", 15), ("残疾人", 15),
+              ("高龄老人", 5))
+HEADERS = ("社区", "网格", "小区", "楼栋", "单元", "房号", "姓名", "电话", "角色", "困难类别", "联系社工",
+           "企业微信ID", "公众号OpenID")
+GROUP_HEADERS = ("社区", "网格", "小区", "楼栋", "群名", "类型", "群ID", "群主")
+COMMUNITY = "大龙社区"
+DALONG_HOUSEHOLDS = 3300
+DALONG_BUILDINGS = 113
+
+
+def _name(rng: random.Random) -> str:
+    given = rng.choice(GIVEN) + (rng.choice(GIVEN) if rng.random() < 0.6 else "")
+    return rng.choice(SURNAMES) + given[:2]
+
+
+def _phone(rng: random.Random) -> str:
+    return f"1{rng.choice('3578')}{rng.randrange(10**9):09d}"
+
+
+def _openid(rng: random.Random) -> str:
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return "o" + "".join(rng.choice(alphabet) for _ in range(27))
+
+
+def generate(out: str | Path, *, households: int = DALONG_HOUSEHOLDS, seed: int = 2024,
+             groups_out: str | Path | None = None) -> dict:
+    """Write the register CSV (and the groups CSV next to it). Returns counts."""
+    rng = random.Random(seed)
+    out = Path(out)
+    groups_out = Path(groups_out) if groups_out else out.with_name(out.stem + "_groups.csv")
+    n_buildings = max(7, round(DALONG_BUILDINGS * households / DALONG_HOUSEHOLDS))
+    # buildings per compound: uneven, like real estates
+    weights = [rng.uniform(0.6, 1.4) for _ in COMPOUNDS]
+    per_compound = [max(1, int(n_buildings * w / sum(weights))) for w in weights]
+    per_compound[0] += n_buildings - sum(per_compound)
+    buildings = [(ci, f"{b + 1}栋") for ci, n in enumerate(per_compound) for b in range(n)]
+    # households per building: uneven around the mean, summing exactly to `households`
+    hw = [rng.uniform(0.5, 1.5) for _ in buildings]
+    per_building = [max(1, int(households * w / sum(hw))) for w in hw]
+    per_building[-1] += households - sum(per_building)
+
+    rows: list[tuple] = []
+    groups: list[tuple] = []
+    uid = iter(range(1, 10**9))
+    staff_names = []
+    for i in range(15):  # community committee (社区两委)
+        name = _name(rng)
+        roles = "社区工作人员、党员"
+        rows.append((COMMUNITY, "", "", "", "", "", name, _phone(rng), roles, "", "",
+                     f"staff{next(uid):04d}", ""))
+        staff_names.append(name)
+    workers = []
+    for _ in range(max(2, round(10 * households / DALONG_HOUSEHOLDS))):
+        name = _name(rng)
+        while name in workers:  # the register refers to a social worker by name
+            name = _name(rng)
+        workers.append(name)
+        rows.append((COMMUNITY, "", "", "", "", "", name, _phone(rng), "社工", "", "",
+                     f"sw{next(uid):04d}", ""))
+    for gi, grid in enumerate(GRIDS):
+        lead = _name(rng)
+        rows.append((COMMUNITY, grid, "", "", "", "", lead, _phone(rng), "网格长、党员", "", "",
+                     f"grid{next(uid):04d}", ""))
+        rows.append((COMMUNITY, grid, "", "", "", "", _name(rng), _phone(rng), "网格员", "", "",
+                     f"grid{next(uid):04d}", ""))
+        groups.append((COMMUNITY, grid, "", "", f"{grid}党支部群", "应用群", f"gridchat{gi + 1}", lead))
+    groups.append((COMMUNITY, "", "", "", f"{COMMUNITY}两委群", "应用群", "communitychat", staff_names[0]))
+    for ci, (compound, gi) in enumerate(COMPOUNDS):
+        groups.append((COMMUNITY, GRIDS[gi], compound, "", f"{compound}楼长群", "机器人",
+                       f"robot-{ci + 1:02d}", ""))
+
+    n_res = 0
+    for (ci, bname), n_hh in zip(buildings, per_building):
+        compound, gi = COMPOUNDS[ci]
+        grid = GRIDS[gi]
+        units = 1 if n_hh <= 24 else (2 if n_hh <= 60 else 3)
+        per_floor = 2 if n_hh <= 36 else 4
+        rooms = []
+        for h in range(n_hh):
+            unit_no = h % units + 1
+            k = h // units
+            rooms.append((f"{unit_no}单元" if units > 1 else "", f"{k // per_floor + 1}{k % per_floor + 1:02d}"))
+        lead_slots = {0, 1} if rng.random() < 0.5 else {0}
+        lead_name = None
+        building_rows = []
+        for h, (unit, room) in enumerate(rooms):
+            size = rng.choices((1, 2, 3, 4), weights=(20, 35, 30, 15))[0]
+            household_elderly_alone = size == 1 and rng.random() < 0.25
+            for m in range(size):
+                roles = ["居民"]
+                wecom = ""
+                if h in lead_slots and m == 0:
+                    roles = ["楼长"] + (["党员"] if rng.random() < 0.8 else [])
+                    wecom = f"lead{next(uid):05d}"
+                vuln, sw = "", ""
+                if household_elderly_alone:
+                    vuln = rng.choice(("独居老人", "孤寡老人"))
+                elif rng.random() < 0.02:
+                    vuln = rng.choices([v for v, _ in VULNERABLE], weights=[w for _, w in VULNERABLE])[0]
+                if vuln:
+                    sw = workers[(ci * 7 + h) % len(workers)]
+                has_wechat = rng.random() < (0.35 if vuln in ("独居老人", "孤寡老人", "高龄老人") else 0.85)
+                name = _name(rng)
+                while any(r[6] == name and r[5] == room and r[4] == unit for r in building_rows[-m:] if m):
+                    name = _name(rng)  # no two people of one household share a name
+                if wecom:
+                    lead_name = lead_name or name
+                building_rows.append((COMMUNITY, grid, compound, bname, unit, room, name,
+                                      _phone(rng) if rng.random() < 0.9 else "", "、".join(roles), vuln, sw,
+                                      wecom, _openid(rng) if has_wechat and not wecom else ""))
+        rows.extend(building_rows)
+        n_res += len(building_rows)
+        kind = "客户群" if rng.random() < 0.15 else "个人微信群"
+        chat_id = f"wr{rng.randrange(16**12):012x}" if kind == "客户群" else ""
+        groups.append((COMMUNITY, grid, compound, bname, f"{compound}{bname}居民群", kind, chat_id, lead_name))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for path, headers, body in ((out, HEADERS, rows), (groups_out, GROUP_HEADERS, groups)):
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(headers)
+            w.writerows(body)
+    return {"households": households, "buildings": len(buildings), "residents": n_res,
+            "rows": len(rows), "groups": len(groups), "register": str(out), "groups_file": str(groups_out)}
