@@ -148,7 +148,9 @@ MIGRATIONS: list[str] = [
         supersedes_id INTEGER REFERENCES alerts(id),
         created_at REAL NOT NULL,
         expires_at REAL NOT NULL,
-        summary_at REAL
+        reminded_at REAL,       -- the un-acked households were reminded
+        followups_at REAL,      -- vulnerable follow-up tasks were created
+        summary_at REAL         -- the summary went to the issuer
     );
 
     -- one row per hop of the relay: a node's group posted, or its lead asked to forward
