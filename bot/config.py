@@ -58,6 +58,9 @@ class OaSettings:
     encoding_aes_key: str = ""
     api_base: str = "https://api.weixin.qq.com"
     custom_send_per_min: int = 10000
+    # service-notice template (one field {{content.DATA}}) used for warnings to residents:
+    # customer-service messages only reach people who wrote in the last 48 h
+    template_id: str = "linli-alert"
 
 
 @dataclass(frozen=True)

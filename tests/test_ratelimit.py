@@ -1,0 +1,66 @@
+"""The token bucket with a fake clock: no real waiting."""
+from __future__ import annotations
+
+import asyncio
+
+from bot.clock import FakeClock
+from bot.ratelimit import TokenBucket
+from bot.senders import limit_bucket
+
+
+def fake_time():
+    clock = FakeClock()
+
+    async def sleep(s):
+        clock.advance(s)
+        await asyncio.sleep(0)
+
+    return clock, sleep
+
+
+async def test_burst_then_steady_rate():
+    clock, sleep = fake_time()
+    b = TokenBucket(60, burst=5, now=clock.now, sleep=sleep)
+    t0 = clock.now()
+    for _ in range(5):
+        assert await b.acquire() == 0
+    await b.acquire()
+    assert clock.now() - t0 == 1.0  # 60/min = one a second after the burst
+    assert not b.try_acquire()
+
+
+async def test_concurrent_acquirers_never_exceed_the_limit_in_any_minute():
+    clock, sleep = fake_time()
+    b = limit_bucket(20, now=clock.now, sleep=sleep)
+    stamps = []
+
+    async def worker():
+        for _ in range(10):
+            await b.acquire()
+            stamps.append(clock.now())
+
+    await asyncio.gather(*(worker() for _ in range(8)))
+    assert len(stamps) == 80
+    assert max(sum(1 for u in stamps if t - 60 < u <= t) for t in stamps) <= 20
+    assert clock.now() - stamps[0] < 80 / 15 * 60 + 1  # and close to the allowed pace
+
+
+async def test_oversized_request_waits_for_a_full_bucket_then_borrows():
+    clock, sleep = fake_time()
+    b = TokenBucket(100, burst=10, now=clock.now, sleep=sleep)
+    await b.acquire(10)
+    await b.acquire(50)  # bigger than the bucket: no deadlock
+    assert b.tokens < 0
+    waited = await b.acquire(1)
+    assert waited > 0
+
+
+async def test_a_clock_that_does_not_move_does_not_spin_forever():
+    clock = FakeClock()
+
+    async def real_tiny_sleep(s):
+        await asyncio.sleep(0)
+
+    b = TokenBucket(60, burst=1, now=clock.now, sleep=real_tiny_sleep)
+    await b.acquire()
+    await asyncio.wait_for(b.acquire(), 1.0)
