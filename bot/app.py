@@ -15,6 +15,7 @@ from bot.config import Settings
 from bot.store import Store
 
 log = logging.getLogger("linli.app")
+APP_KEY = web.AppKey("linli", object)
 
 
 class App:
@@ -26,13 +27,17 @@ class App:
         self.http: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task] = set()
 
+        from bot import relay
         from bot.outbox import Outbox
+        from bot.scheduler import Scheduler
         from bot.senders import build_senders
         from handlers import build_dispatcher
 
         self.senders = build_senders(self)
         self.outbox = Outbox(self)
         self.dispatcher = build_dispatcher(self)
+        self.scheduler = Scheduler(self.clock, settings.timezone)
+        relay.install(self)
 
     # -- background work -------------------------------------------------------------
     def spawn(self, coro, name: str | None = None) -> asyncio.Task:
@@ -59,8 +64,15 @@ class App:
             self.http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.settings.send.timeout_s))
         await self.outbox.start()
+        # timers are derived from the database: re-arming at start-up is what makes a restart
+        # lose none of them
+        from bot import escalation
+
+        self.scheduler.start()
+        escalation.rearm(self)
 
     async def close(self) -> None:
+        self.scheduler.shutdown()
         await self.settle()
         await self.outbox.stop()
         if self.http is not None:
@@ -69,10 +81,12 @@ class App:
 
     def web_app(self) -> web.Application:
         from bot.transports.routes import add_callback_routes
+        from bot.web.ack import add_ack_routes
 
         wa = web.Application(client_max_size=self.settings.server.max_body_bytes)
-        wa["linli"] = self
+        wa[APP_KEY] = self
         add_callback_routes(wa, self)
+        add_ack_routes(wa, self)
 
         async def on_startup(_):
             await self.start()

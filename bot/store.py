@@ -153,6 +153,13 @@ MIGRATIONS: list[str] = [
         summary_at REAL         -- the summary went to the issuer
     );
 
+    -- the buildings an alert covers (its scope, resolved once at issue time)
+    CREATE TABLE alert_scope (
+        alert_id INTEGER NOT NULL REFERENCES alerts(id),
+        building_id INTEGER NOT NULL REFERENCES nodes(id),
+        PRIMARY KEY (alert_id, building_id)
+    );
+
     -- one row per hop of the relay: a node's group posted, or its lead asked to forward
     CREATE TABLE hops (
         id INTEGER PRIMARY KEY,

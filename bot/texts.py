@@ -26,6 +26,6 @@ def env() -> jinja2.Environment:
     return e
 
 
-def render(name: str, **context) -> str:
+def render(template_name: str, /, **context) -> str:
     """Render a template to text, trimmed."""
-    return env().get_template(name).render(**context).strip()
+    return env().get_template(template_name).render(**context).strip()

@@ -1,0 +1,133 @@
+"""Staff issue, update and lift warnings from chat, with a preview and a confirm step.
+
+  发布 黄色 雷雨大风 [范围:第一网格、大龙一区] [正文]
+  升级 #12 橙色 [正文] / 降级 #12 蓝色 / 解除 #12 [正文]
+  确认 / 取消           (answer to the preview)
+  汇总 [#12]            (coverage summary now)
+"""
+from __future__ import annotations
+
+import json
+import re
+
+from bot import alerts as alerts_mod
+from bot import escalation
+from bot.alerts import AlertError, Draft
+from bot.dispatcher import Ctx, Router
+from bot.filters import has_role, text_equals, text_regex
+from bot.models import Inbound
+
+router = Router("alerts")
+staff = has_role("staff")
+CONFIRM_TTL_S = 600
+
+_ISSUE = r"^发布\s*(?P<colour>[蓝黄橙红]色?|blue|yellow|orange|red)\s*(?P<type>[^\s]+?)(?:预警)?(?:\s+(?P<rest>.*))?$"
+_FOLLOW = r"^(?P<verb>升级|降级|更新|解除)\s*#?(?P<id>\d+)\s*(?P<colour>[蓝黄橙红]色?)?\s*(?P<rest>.*)$"
+_SCOPE = re.compile(r"^范围[:：]\s*(?P<scope>\S+)\s*")
+
+
+def _user_key(msg: Inbound) -> str:
+    return f"{msg.channel}:{msg.user_id}"
+
+
+def _remember(ctx: Ctx, data: dict) -> None:
+    ctx.store.conn.execute(
+        "INSERT INTO conversations (user_key, state, data, expires_at) VALUES (?,?,?,?) "
+        "ON CONFLICT(user_key) DO UPDATE SET state=excluded.state, data=excluded.data, "
+        "expires_at=excluded.expires_at",
+        (_user_key(ctx.msg), "confirm_alert", json.dumps(data, ensure_ascii=False),
+         ctx.app.clock.now() + CONFIRM_TTL_S))
+
+
+def _pending(ctx: Ctx, msg: Inbound) -> bool | dict:
+    row = ctx.store.q1("SELECT data FROM conversations WHERE user_key=? AND state='confirm_alert' "
+                       "AND expires_at > ?", (_user_key(msg), ctx.app.clock.now()))
+    return {"pending": json.loads(row["data"])} if row else False
+
+
+async def _preview(ctx: Ctx, data: dict) -> None:
+    store = ctx.store
+    alert_like = dict(type=data["type"], colour=data["colour"], action=data["action"], text=data["text"],
+                      poll=Draft(type=data["type"], colour=data["colour"]).is_poll and data["action"] != "lift",
+                      supersedes_id=data.get("supersedes_id"))
+    households = store.scalar(
+        "SELECT COUNT(*) FROM households WHERE active=1 AND building_id IN (%s)" %
+        ",".join(str(b) for b in alerts_mod.scope_buildings(store, data["scope"])) or "NULL")
+    _remember(ctx, data)
+    await ctx.reply("messages/alert_preview.j2", body=alerts_mod.render(store, alert_like),
+                    households=households, scope_names=data.get("scope_names") or [])
+
+
+@router.text(staff, text_regex(_ISSUE))
+async def issue_command(ctx: Ctx, msg: Inbound) -> None:
+    rest = (ctx.match.get("rest") or "").strip()
+    scope_words = []
+    m = _SCOPE.match(rest)
+    if m:
+        scope_words = [w for w in re.split(r"[、,，]", m.group("scope")) if w]
+        rest = rest[m.end():].strip()
+    try:
+        colour = alerts_mod.parse_colour(ctx.match["colour"])
+        type_ = alerts_mod.parse_type(ctx.match["type"])
+        scope = alerts_mod.resolve_scope(ctx.store, scope_words)
+    except AlertError as e:
+        await ctx.reply("messages/alert_command_error.j2", code=e.code, **e.params)
+        return
+    await _preview(ctx, dict(type=type_, colour=colour, text=rest, scope=scope, scope_names=scope_words,
+                             action="issue", issuer_id=ctx.resident["id"]))
+
+
+@router.text(staff, text_regex(_FOLLOW))
+async def follow_command(ctx: Ctx, msg: Inbound) -> None:
+    old = ctx.store.q1("SELECT * FROM alerts WHERE id=?", (int(ctx.match["id"]),))
+    if old is None or old["state"] != "active":
+        await ctx.reply("messages/alert_command_error.j2", code="not_active", value=ctx.match["id"])
+        return
+    verb = ctx.match["verb"]
+    colour = old["colour"]
+    if verb != "解除":
+        if not ctx.match.get("colour"):
+            await ctx.reply("messages/alert_command_error.j2", code="need_colour")
+            return
+        colour = alerts_mod.parse_colour(ctx.match["colour"])
+    await _preview(ctx, dict(type=old["type"], colour=colour, text=(ctx.match.get("rest") or "").strip(),
+                             scope=json.loads(old["scope"]), action="lift" if verb == "解除" else "update",
+                             supersedes_id=old["id"], issuer_id=ctx.resident["id"]))
+
+
+@router.text(staff, text_equals("确认", "确认发布", "发布"), _pending)
+async def confirm(ctx: Ctx, msg: Inbound) -> None:
+    data = ctx.match["pending"]
+    ctx.store.conn.execute("DELETE FROM conversations WHERE user_key=?", (_user_key(msg),))
+    try:
+        if data["action"] == "issue":
+            alert_id = alerts_mod.issue(ctx.app, Draft(type=data["type"], colour=data["colour"], text=data["text"],
+                                                       scope=data["scope"], issuer_id=data["issuer_id"]))
+        else:
+            alert_id = alerts_mod.follow_on(ctx.app, data["supersedes_id"], data["action"],
+                                            colour=data["colour"] if data["action"] == "update" else None,
+                                            text=data["text"], issuer_id=data["issuer_id"])
+    except AlertError as e:
+        await ctx.reply("messages/alert_command_error.j2", code=e.code, **e.params)
+        return
+    escalation.rearm(ctx.app)
+    hops = ctx.store.scalar("SELECT COUNT(*) FROM hops WHERE alert_id=?", (alert_id,))
+    await ctx.reply("messages/alert_issued.j2", alert_id=alert_id, action=data["action"], hops=hops)
+
+
+@router.text(staff, text_equals("取消"), _pending)
+async def cancel(ctx: Ctx, msg: Inbound) -> None:
+    ctx.store.conn.execute("DELETE FROM conversations WHERE user_key=?", (_user_key(msg),))
+    await ctx.reply("messages/alert_cancelled.j2")
+
+
+@router.text(has_role("staff", "grid_lead"), text_regex(r"^(?:汇总|进度)\s*#?(?P<id>\d+)?$"))
+async def summary(ctx: Ctx, msg: Inbound) -> None:
+    if ctx.match.get("id"):
+        alert = ctx.store.q1("SELECT * FROM alerts WHERE id=?", (int(ctx.match["id"]),))
+    else:
+        alert = ctx.store.q1("SELECT * FROM alerts WHERE action!='lift' ORDER BY id DESC LIMIT 1")
+    if alert is None:
+        await ctx.reply("messages/alert_command_error.j2", code="no_alert_yet")
+        return
+    await ctx.reply_text(escalation.summary_text(ctx.store, alert))
