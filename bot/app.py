@@ -64,6 +64,11 @@ class App:
             self.http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.settings.send.timeout_s))
         await self.outbox.start()
+        # messages recorded (and answered "success") but not handled before a stop: the platform
+        # will not resend them, so handle them now
+        from bot import inbound
+
+        await inbound.resume(self)
         # timers are derived from the database: re-arming at start-up is what makes a restart
         # lose none of them
         from bot import escalation

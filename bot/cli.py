@@ -100,7 +100,69 @@ def _demo_args(p):
     p.add_argument("--exit", action="store_true", help="run to the end and exit (non-interactive)")
 
 
-EXTRA_ARGS = {"import": _import_args, "demo-data": _demo_data_args, "demo": _demo_args}
+@command("serve", "serve the WeCom / Official Account callbacks (and the dashboard)")
+def cmd_serve(args, p):
+    from bot.server import serve
+
+    return asyncio.run(serve(_settings(args)))
+
+
+@command("world", "run the local WeChat world (platform APIs + simulated people)")
+def cmd_world(args, p):
+    from bot.server import run_world
+
+    return asyncio.run(run_world(_settings(args), speed=args.speed))
+
+
+def _world_args(p):
+    p.add_argument("--speed", type=float, default=1.0, help="people act this many times faster")
+
+
+@command("alert", "issue, update, lift or inspect a warning")
+def cmd_alert(args, p):
+    from bot.server import alert_command
+
+    return asyncio.run(alert_command(_settings(args), args))
+
+
+def _alert_args(p):
+    sub = p.add_subparsers(dest="action", required=True)
+    send = sub.add_parser("send", help="issue a warning")
+    send.add_argument("--type", required=True, help="暴雨, 雷雨大风, 台风, 高温, 寒潮, 大风, 大雾, 冰雹, 道路结冰, 其他")
+    send.add_argument("--colour", "--color", required=True, help="blue/yellow/orange/red or 蓝色/黄色/橙色/红色")
+    send.add_argument("--scope", default="", help="grids/compounds/buildings separated by commas (default: all)")
+    send.add_argument("--text", default="", help="override the template's wording")
+    send.add_argument("--poll", action="store_true", default=None, help="ask 1 平安 / 2 需要帮助")
+    send.add_argument("--expires-h", type=float, default=None)
+    send.add_argument("--issuer", default=None, help="issuer's name in the register (default: first staff)")
+    for name in ("update", "lift"):
+        q = sub.add_parser(name, help=f"{name} a warning")
+        q.add_argument("id", type=int)
+        if name == "update":
+            q.add_argument("--colour", "--color", required=True)
+        q.add_argument("--text", default="")
+    for name in ("status", "summary"):
+        q = sub.add_parser(name, help=f"{name} of a warning")
+        q.add_argument("id", type=int)
+    sub.add_parser("list", help="list warnings")
+
+
+@command("report", "monthly requests report or an alert's delivery report (CSV or XLSX)")
+def cmd_report(args, p):
+    from bot.server import report_command
+
+    return report_command(_settings(args), args)
+
+
+def _report_args(p):
+    p.add_argument("kind", choices=["requests", "alert"])
+    p.add_argument("--month", help="YYYY-MM (requests)")
+    p.add_argument("--alert", type=int, help="alert id (alert)")
+    p.add_argument("--out", required=True, help="output path ending in .csv or .xlsx")
+
+
+EXTRA_ARGS = {"import": _import_args, "demo-data": _demo_data_args, "demo": _demo_args,
+              "world": _world_args, "alert": _alert_args, "report": _report_args}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:  # one line per timer run is noise at INFO
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         return args.func(args, parser) or 0
     except config_mod.ConfigError as e:

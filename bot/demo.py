@@ -1,10 +1,27 @@
-"""`linli demo`: the whole story on the embedded default (the local WeChat world)."""
+"""`linli demo`: the Dalong thunderstorm story on the embedded default.
+
+One process runs the local WeChat world (platform APIs + the register's people) and Linli, on a
+shared simulated clock running `speed` times faster than real time. The community secretary
+issues the yellow thunderstorm-gale warning from his WeCom chat ("发布 黄色 雷雨大风", then "确认");
+the relay, the people and the timers do the rest, and the demo prints coverage by grid until the
+warning expires and the summary arrives.
+"""
 from __future__ import annotations
 
-from bot.clock import Clock
+import asyncio
+import dataclasses
+from pathlib import Path
+
+from bot import escalation
+from bot.acks import coverage
+from bot.app import App
+from bot.clock import ScaledClock
 from bot.config import Settings
 from bot.roster import format_tree, import_register, tree_counts
 from bot.store import Store
+
+DEMO_EXPIRY_H = 1.5  # simulated hours: reminders at 30 min, follow-ups at 60, summary at 90
+DEMO_PASSWORD = "linli-demo"
 
 
 def load_demo_register(store: Store, now: float) -> None:
@@ -16,8 +33,75 @@ def load_demo_register(store: Store, now: float) -> None:
           f"{report.groups} groups")
 
 
+def _fresh_db(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        p = Path(str(path) + suffix)
+        if p.exists():
+            p.unlink()
+
+
+def _progress(store, alert_id: int, clock, start: float) -> str:
+    cov = coverage(store, alert_id)
+    grids = [g for root in cov["tree"] for g in root["children"]]
+    parts = " | ".join(f"{g['name']} {g['pct']:5.1f}%" for g in grids)
+    minutes = (clock.now() - start) / 60
+    return (f"[+{minutes:5.1f} min] acknowledged {cov['acked']:>5}/{cov['households']} ({cov['pct']:5.1f}%) "
+            f"reached {cov['reached']:>5} | {parts}")
+
+
 async def run_demo(settings: Settings, *, speed: float = 60.0, exit_at_end: bool = False) -> int:
-    store = Store(settings.store.path)
-    load_demo_register(store, Clock().now())
+    from bot.server import _until_stopped, start_app
+    from bot.world.sim import World
+
+    db = Path(settings.store.path).with_name("demo.db")
+    _fresh_db(db)
+    settings = dataclasses.replace(
+        settings, store=dataclasses.replace(settings.store, path=str(db)),
+        escalation=dataclasses.replace(settings.escalation, default_expiry_h=DEMO_EXPIRY_H),
+        dashboard=dataclasses.replace(settings.dashboard, password=settings.dashboard.password or DEMO_PASSWORD))
+    clock = ScaledClock(speed)
+    store = Store(db)
+    load_demo_register(store, clock.now())
     print(format_tree(tree_counts(store)))
+
+    world = World(settings, Store(db), clock=clock)
+    world_url = await world.start(settings.world.host, settings.world.port)
+    app = App(settings, store=store, clock=clock)
+    runner = await start_app(app, settings.server.host, settings.server.port)
+    linli_url = f"http://{settings.server.host}:{settings.server.port}"
+    await world.connect(linli_url)
+    people = asyncio.create_task(world.run_forever())
+    print(f"\nLinli:     {linli_url}/  (dashboard login: admin / {settings.dashboard.password})")
+    print(f"WeChat:    {world_url}/chat  (the local WeChat world's chat window)")
+    print(f"clock:     simulated, {speed:g}x real time\n")
+
+    secretary = store.q1("SELECT * FROM residents WHERE roles LIKE '%staff%' AND wecom_userid IS NOT NULL "
+                         "ORDER BY id LIMIT 1")
+    print(f"{secretary['name']} (community secretary) writes to the Linli WeCom app: 发布 黄色 雷雨大风")
+    await world.people.callbacks.send_text("wecom", secretary["wecom_userid"], "发布 黄色 雷雨大风")
+    await app.settle()
+    print(f"{secretary['name']} confirms the preview: 确认")
+    await world.people.callbacks.send_text("wecom", secretary["wecom_userid"], "确认")
+    await app.settle()
+    alert = store.q1("SELECT * FROM alerts ORDER BY id DESC LIMIT 1")
+    if alert is None:
+        print("the warning was not issued; see the log", flush=True)
+        return 1
+    start = alert["created_at"]
+    try:
+        while store.scalar("SELECT summary_at FROM alerts WHERE id=?", (alert["id"],)) is None:
+            print(_progress(store, alert["id"], clock, start), flush=True)
+            await asyncio.sleep(2.0)
+        print(_progress(store, alert["id"], clock, start))
+        print("\n" + escalation.summary_text(store, store.q1("SELECT * FROM alerts WHERE id=?", (alert["id"],))))
+        sends = {r["state"]: r["n"] for r in store.q("SELECT state, COUNT(*) n FROM sends GROUP BY state")}
+        print(f"\nsends: {sends}; requests filed: {store.scalar('SELECT COUNT(*) FROM requests')}; "
+              f"follow-ups: {store.scalar('SELECT COUNT(*) FROM followups')}")
+        if not exit_at_end:
+            print("\nstill running — open the URLs above; Ctrl-C to stop", flush=True)
+            await _until_stopped()
+    finally:
+        people.cancel()
+        await runner.cleanup()
+        await world.close()
     return 0

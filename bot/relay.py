@@ -286,6 +286,10 @@ def escalate_hop(app, hop: dict) -> None:
     asked = {hop["lead_id"]} if hop["lead_id"] else set()
     asked |= {e["actor_id"] for e in store.q(
         "SELECT actor_id FROM events WHERE ref_type='hop' AND ref_id=? AND kind='hop.asked'", (hop["id"],))}
+    if hop["method"] == "customer":  # the owner never confirmed: that mass send is abandoned
+        send = store.q1("SELECT id FROM sends WHERE key=? AND state='waiting'", (f"hop:{hop['id']}:customer",))
+        if send:
+            app.outbox.mark_confirmed(send["id"], ok=False, error="owner did not confirm before the deadline")
     level, lead = hop["escalation_level"], None
     while level < LAST_LEVEL - 1 and lead is None:
         level += 1

@@ -374,7 +374,11 @@ def _write_groups(store, tree: _Tree, groups: list[dict], ids_by_name, report: I
             if not owner_ids:
                 report.bad.append(BadRow(i, "群主/owner (groups)", f"{g['owner']!r} is not in the register"))
                 continue
-            owner_id = owner_ids[0]
+            owner_id = _pick_owner(store, owner_ids, node_id, path)
+            if owner_id is None:
+                report.bad.append(BadRow(i, "群主/owner (groups)", f"{g['owner']!r} names several people; "
+                                         "none of them leads or lives in this place"))
+                continue
         store.conn.execute(
             "INSERT INTO chat_groups (node_id, name, kind, chat_id, owner_id, active) VALUES (?,?,?,?,?,1) "
             "ON CONFLICT(node_id, name) DO UPDATE SET kind=excluded.kind, chat_id=excluded.chat_id, "
@@ -385,6 +389,24 @@ def _write_groups(store, tree: _Tree, groups: list[dict], ids_by_name, report: I
     for row in store.q("SELECT id, node_id, name FROM chat_groups WHERE active=1"):
         if (row["node_id"], row["name"]) not in seen:
             store.conn.execute("UPDATE chat_groups SET active=0 WHERE id=?", (row["id"],))
+
+
+def _pick_owner(store, candidates: list[int], node_id: int, path: str) -> int | None:
+    """Names repeat in a community: prefer the person who leads this node, then one who lives
+    here; a single candidate is taken as is."""
+    if len(candidates) == 1:
+        return candidates[0]
+    marks = ",".join("?" * len(candidates))
+    lead = store.q1(f"SELECT resident_id FROM node_leads WHERE node_id=? AND resident_id IN ({marks}) "
+                    "ORDER BY rank", (node_id, *candidates))
+    if lead:
+        return lead["resident_id"]
+    for pattern in (path, path + "/%"):  # attached to this very node first, then anywhere below
+        local = store.q(f"SELECT r.id FROM residents r JOIN nodes n ON n.id=r.node_id WHERE r.id IN ({marks}) "
+                        "AND n.path LIKE ?", (*candidates, pattern))
+        if len(local) == 1:
+            return local[0]["id"]
+    return None
 
 
 # -- the tree with counts -------------------------------------------------------------------

@@ -25,12 +25,15 @@ def _file_request(ctx: Ctx, text: str, alert_id: int, urgent: bool, resident: di
     return req["id"] if req else None
 
 
-def _has_asked_hop(ctx: Ctx, msg: Inbound) -> bool:
-    return ctx.resident is not None and ctx.store.scalar(
-        "SELECT 1 FROM hops WHERE lead_id=? AND state='asked' LIMIT 1", (ctx.resident["id"],)) == 1
+def _was_asked(ctx: Ctx, msg: Inbound) -> bool:
+    """The sender leads something or was asked to forward (a backup asked in an escalation)."""
+    if ctx.resident is None:
+        return False
+    return bool(roles_of(ctx.resident) & {"building_lead", "grid_lead", "staff"}) or ctx.store.scalar(
+        "SELECT 1 FROM events WHERE kind='hop.asked' AND actor_id=? LIMIT 1", (ctx.resident["id"],)) == 1
 
 
-@router.text(text_regex(r"^(已转发|已转|转发了|已发|已发送|发了)[。!！]*$"), _has_asked_hop)
+@router.text(text_regex(r"^(已转发|已转|转发了|已发|已发送|发了)[。!！]*$"), _was_asked)
 async def forwarded(ctx: Ctx, msg: Inbound) -> None:
     names = relay.lead_forwarded(ctx.app, ctx.resident)
     await ctx.reply("messages/alert_forward_thanks.j2", hops=names)
@@ -73,7 +76,10 @@ async def visited(ctx: Ctx, msg: Inbound) -> None:
                      "JOIN residents r ON r.id=f.resident_id JOIN households h ON h.id=f.household_id "
                      "WHERE f.worker_id=? AND f.state='open' ORDER BY f.id", (ctx.resident["id"],))
     matches = _match_followups(opened, rest)
-    note = re.sub(r"#\d+|(?:\d+栋)?(?:\d+单元)?\d{3,4}", "", rest).strip(" ，,。")
+    note = rest
+    for f in matches:  # what is left after the room is the worker's note ("平安", "家里进水了")
+        note = note.replace(f["room"], "")
+    note = re.sub(r"#\d+|(?:\d+栋)?(?:\d+单元)?\d{3,4}", "", note).strip(" ，,。")
     request_id = None
     for f in matches:
         with store.transaction():
@@ -133,3 +139,16 @@ async def resident_ack(ctx: Ctx, msg: Inbound) -> None:
         return  # a second "1" needs no second thank-you
     await ctx.reply("messages/ack_thanks.j2", answer=answer, request_id=request_id,
                     changed=prev is not None and prev["answer"] != answer)
+
+
+def _plain_ack_without_alert(ctx: Ctx, msg: Inbound) -> bool:
+    """"收到"/"1" when no warning covers the sender: nothing to record, nothing to file."""
+    if ctx.resident is None or msg.chat_id:
+        return False
+    parsed = parse_reply(msg.text)
+    return parsed is not None and parsed[0] == "ok" and not parsed[1]
+
+
+@router.text(known_resident, _plain_ack_without_alert)
+async def ack_without_alert(ctx: Ctx, msg: Inbound) -> None:
+    await ctx.reply("messages/ack_no_alert.j2")

@@ -158,8 +158,9 @@ class People:
     async def _act(self, a: Action) -> None:
         who, person = a.who, self.person[a.who]
         channel = "wecom" if person.get("wecom_userid") == who else "oa"
+        if channel == "oa":
+            self.world.user_wrote(who)  # writing to the OA opens its 48 h reply window
         if a.kind == "reply":
-            self.world.user_wrote(who)
             self.truth["replies"].append((who, person["household_id"], a.data["text"], self.clock.now()))
             await self.callbacks.send_text(channel, who, a.data["text"])
         elif a.kind == "forward":

@@ -1,0 +1,124 @@
+"""Request reminders, derived from the rows alone (the database is the truth, not the timer).
+
+What is due is computed from each open request's state, timestamps and escalation_level:
+- not accepted within accept_within_h (urgent: accept_within_h_urgent) hours → one level up;
+- not resolved within resolve_within_d days → one level up;
+- resolved rate_after_h hours ago and not rated → ask the resident to rate;
+- asked to rate rate_after_h hours ago and still silent → close it unrated.
+Levels go building lead → grid lead → staff (request_access.people_at). escalation_level counts
+within the current phase (waiting for acceptance / waiting for resolution) and restarts when the
+phase changes, so each escalation happens once per phase. Every firing is a compare-and-set
+UPDATE, so a second run, a second process or a restart finds nothing left to do.
+
+The app's single escalation timer (bot.escalation) takes next_due_at() into account and calls
+run_due(); tests skip the timer and call run_due(app, now) with an injected time.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from bot.request_access import LEVEL_GRID, LEVEL_STAFF, log_event, people_at, tell, view
+
+log = logging.getLogger("linli.requests")
+
+_ACTIVE = ("accepted", "assigned", "in_progress")
+T = "messages/requests/"
+
+
+@dataclass(frozen=True)
+class Due:
+    at: float
+    kind: str  # 'escalate' | 'ask_rating' | 'close_unrated'
+    request_id: int
+    level: int = 0  # escalate: the level it rises to
+    phase: str = ""  # escalate: 'accept' | 'resolve'
+
+
+def _due(req: dict, rs) -> Due | None:
+    """The next reminder this request is waiting for, or None."""
+    state, level = req["state"], req["escalation_level"]
+    if state == "filed" or state in _ACTIVE:
+        if level >= LEVEL_STAFF:
+            return None
+        if state == "filed":
+            hours = rs.accept_within_h_urgent if req["urgency"] == "urgent" else rs.accept_within_h
+            start, period, base, phase = req["created_at"], hours * 3600, 0, "accept"
+        else:
+            # a reopened request is back with the grid lead, counted from the low rating
+            reopened = req["reopened"] > 0 and req["rated_at"] is not None
+            start = req["rated_at"] if reopened else req["created_at"]
+            base = LEVEL_GRID if reopened else 0
+            period, phase = rs.resolve_within_d * 86400, "resolve"
+        return Due(start + period * (level - base + 1), "escalate", req["id"], level + 1, phase)
+    if state == "resolved":
+        if req["rate_asked_at"] is None:
+            return Due(req["resolved_at"] + rs.rate_after_h * 3600, "ask_rating", req["id"])
+        return Due(req["rate_asked_at"] + rs.rate_after_h * 3600, "close_unrated", req["id"])
+    return None
+
+
+def _all_due(app) -> list[Due]:
+    rows = app.store.q("SELECT * FROM requests WHERE state IN "
+                       "('filed','accepted','assigned','in_progress','resolved')")
+    found = (_due(r, app.settings.requests) for r in rows)
+    return sorted((d for d in found if d is not None), key=lambda d: (d.at, d.request_id))
+
+
+def due_reminders(app, now: float) -> list[Due]:
+    """Everything due at `now`, oldest first."""
+    return [d for d in _all_due(app) if d.at <= now]
+
+
+def next_due_at(app) -> float | None:
+    """When the earliest reminder falls due (possibly in the past), or None if none waits."""
+    dues = _all_due(app)
+    return dues[0].at if dues else None
+
+
+async def run_due(app, now: float | None = None) -> int:
+    """Fire what is due at `now`; returns how many fired. Safe to call any number of times.
+    (async because it runs as a scheduled job, from bot.escalation.run_due.)"""
+    now = app.clock.now() if now is None else now
+    fired = 0
+    for due in due_reminders(app, now):
+        try:
+            fired += _fire(app, due, now)
+        except Exception:  # one broken row must not hold back the others
+            log.exception("request reminder %s for #%s failed", due.kind, due.request_id)
+    return fired
+
+
+def _fire(app, due: Due, now: float) -> bool:
+    store = app.store
+    req = store.q1("SELECT * FROM requests WHERE id = ?", (due.request_id,))
+    if due.kind == "escalate":
+        with store.transaction() as conn:
+            if conn.execute("UPDATE requests SET escalation_level = ? WHERE id = ? AND "
+                            "escalation_level = ? AND state = ?",
+                            (due.level, req["id"], due.level - 1, req["state"])).rowcount != 1:
+                return False
+            ev = log_event(store, now, "request.escalate", req["id"], None, level=due.level,
+                           phase=due.phase)
+        v = view(app, {**req, "escalation_level": due.level})
+        for p in people_at(store, req, due.level):
+            tell(app, p, T + "escalated.j2", f"req:{req['id']}:e{ev}:{p['id']}", r=v,
+                 phase=due.phase, hours=round((now - req["created_at"]) / 3600))
+        return True
+    filer = store.q1("SELECT * FROM residents WHERE id = ?", (req["resident_id"],))
+    with store.transaction() as conn:
+        if due.kind == "ask_rating":
+            sql = ("UPDATE requests SET rate_asked_at = ? WHERE id = ? AND state = 'resolved' "
+                   "AND rate_asked_at IS NULL")
+            params, kind, template, data = (now, req["id"]), "request.rate_ask", "rate_ask.j2", {}
+        else:
+            sql = ("UPDATE requests SET state = 'closed', closed_at = ? WHERE id = ? "
+                   "AND state = 'resolved' AND rate_asked_at IS NOT NULL")
+            params, kind, template = (now, req["id"]), "request.close", "closed.j2"
+            data = {"frm": "resolved", "to": "closed", "reason": "unrated"}
+        if conn.execute(sql, params).rowcount != 1:
+            return False
+        ev = log_event(store, now, kind, req["id"], None, **data)
+    if filer is not None:
+        tell(app, filer, T + template, f"req:{req['id']}:e{ev}", r=view(app, req))
+    return True

@@ -1,0 +1,31 @@
+"""The conversation, in priority order: the first router with a matching handler wins.
+
+To add a concern, write handlers/<name>.py with `router = Router("<name>")` and add it to
+ROUTERS below in the right place (tests/test_dispatcher.py pins the order).
+"""
+from __future__ import annotations
+
+from bot.dispatcher import Dispatcher
+from bot.middlewares import attach_resident, log_errors
+from handlers import acks, alerts, fallback, onboarding, requests
+
+ROUTERS = [
+    onboarding.router,  # unknown users first: nothing else should answer someone unregistered
+    alerts.router,  # staff commands (发布/升级/解除/确认): explicit verbs, never a resident's words
+    acks.router,  # answers to a warning: 已转发, 代确认, 已上门, and residents' "1"/"收到"/"2"
+    # after alerts/acks (an ack that also asks is theirs; they call bot.requests.file_request):
+    # any other text from a resident becomes a request, so only the fallback may follow
+    requests.router,
+    fallback.router,  # always last: "I didn't understand, here is what you can do"
+]
+
+MIDDLEWARES = [
+    # outermost, so a failure anywhere below (lookups included) is logged with its message
+    log_errors,
+    # before routing: filters such as known_resident / has_role read ctx.resident
+    attach_resident,
+]
+
+
+def build_dispatcher(app) -> Dispatcher:
+    return Dispatcher(app, ROUTERS, MIDDLEWARES)
