@@ -127,7 +127,7 @@ def cmd_alert(args, p):
 
 def _alert_args(p):
     sub = p.add_subparsers(dest="action", required=True)
-    send = sub.add_parser("send", help="issue a warning")
+    send = sub.add_parser("send", help="issue a warning", parents=[COMMON])
     send.add_argument("--type", required=True, help="暴雨, 雷雨大风, 台风, 高温, 寒潮, 大风, 大雾, 冰雹, 道路结冰, 其他")
     send.add_argument("--colour", "--color", required=True, help="blue/yellow/orange/red or 蓝色/黄色/橙色/红色")
     send.add_argument("--scope", default="", help="grids/compounds/buildings separated by commas (default: all)")
@@ -136,15 +136,15 @@ def _alert_args(p):
     send.add_argument("--expires-h", type=float, default=None)
     send.add_argument("--issuer", default=None, help="issuer's name in the register (default: first staff)")
     for name in ("update", "lift"):
-        q = sub.add_parser(name, help=f"{name} a warning")
+        q = sub.add_parser(name, help=f"{name} a warning", parents=[COMMON])
         q.add_argument("id", type=int)
         if name == "update":
             q.add_argument("--colour", "--color", required=True)
         q.add_argument("--text", default="")
     for name in ("status", "summary"):
-        q = sub.add_parser(name, help=f"{name} of a warning")
+        q = sub.add_parser(name, help=f"{name} of a warning", parents=[COMMON])
         q.add_argument("id", type=int)
-    sub.add_parser("list", help="list warnings")
+    sub.add_parser("list", help="list warnings", parents=[COMMON])
 
 
 @command("report", "monthly requests report or an alert's delivery report (CSV or XLSX)")
@@ -165,12 +165,18 @@ EXTRA_ARGS = {"import": _import_args, "demo-data": _demo_data_args, "demo": _dem
               "world": _world_args, "alert": _alert_args, "report": _report_args}
 
 
+# --config PATH works before or after any (sub)command; only the top level sets the default, so a
+# subcommand's parser does not overwrite a value given earlier on the line
+COMMON = argparse.ArgumentParser(add_help=False)
+COMMON.add_argument("--config", default=argparse.SUPPRESS, help="path to config.toml (default ./config.toml)")
+COMMON.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default="config.toml", help="path to config.toml")
-    common.add_argument("-v", "--verbose", action="store_true")
+    common = COMMON
     parser = argparse.ArgumentParser(prog="linli", description="Linli (邻里) neighborhood warning relay",
                                      parents=[common])
+
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (fn, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, parents=[common])
@@ -182,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # not set_defaults: argparse shares option objects with the subparsers, so a default set on
+    # the top level would be re-applied by the subparser over a value given before the command
+    args.config = getattr(args, "config", "config.toml")
+    args.verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # one line per timer run is noise at INFO

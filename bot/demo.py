@@ -20,7 +20,8 @@ from bot.config import Settings
 from bot.roster import format_tree, import_register, tree_counts
 from bot.store import Store
 
-DEMO_EXPIRY_H = 1.5  # simulated hours: reminders at 30 min, follow-ups at 60, summary at 90
+# the demo's timeline, in simulated minutes: reminders, follow-up tasks, expiry + summary
+DEMO_REMIND_MIN, DEMO_FOLLOWUP_MIN, DEMO_EXPIRY_H = 15, 30, 1.0
 DEMO_PASSWORD = "linli-demo"
 
 
@@ -57,7 +58,10 @@ async def run_demo(settings: Settings, *, speed: float = 60.0, exit_at_end: bool
     _fresh_db(db)
     settings = dataclasses.replace(
         settings, store=dataclasses.replace(settings.store, path=str(db)),
-        escalation=dataclasses.replace(settings.escalation, default_expiry_h=DEMO_EXPIRY_H),
+        escalation=dataclasses.replace(
+            settings.escalation, default_expiry_h=DEMO_EXPIRY_H,
+            remind_after_min={c: DEMO_REMIND_MIN for c in settings.escalation.remind_after_min},
+            followup_after_min={c: DEMO_FOLLOWUP_MIN for c in settings.escalation.followup_after_min}),
         dashboard=dataclasses.replace(settings.dashboard, password=settings.dashboard.password or DEMO_PASSWORD))
     clock = ScaledClock(speed)
     store = Store(db)
@@ -89,8 +93,12 @@ async def run_demo(settings: Settings, *, speed: float = 60.0, exit_at_end: bool
         return 1
     start = alert["created_at"]
     try:
+        last = ""
         while store.scalar("SELECT summary_at FROM alerts WHERE id=?", (alert["id"],)) is None:
-            print(_progress(store, alert["id"], clock, start), flush=True)
+            line = _progress(store, alert["id"], clock, start)
+            if line.split("]", 1)[1] != last:  # print when coverage moved
+                print(line, flush=True)
+                last = line.split("]", 1)[1]
             await asyncio.sleep(2.0)
         print(_progress(store, alert["id"], clock, start))
         print("\n" + escalation.summary_text(store, store.q1("SELECT * FROM alerts WHERE id=?", (alert["id"],))))

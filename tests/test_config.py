@@ -72,3 +72,12 @@ def test_cli_reports_config_error(tmp_path, capsys):
 
     assert main(["roster", "--config", str(write(tmp_path, "[x]\n"))]) == 2
     assert "configuration error" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--config", "NOPE.toml", "roster"], ["roster", "--config", "NOPE.toml"],
+                                  ["alert", "list", "--config", "NOPE.toml"]])
+def test_config_flag_anywhere_on_the_line(argv, capsys):
+    from bot.cli import main
+
+    assert main(argv) == 2
+    assert "NOPE.toml" in capsys.readouterr().err
