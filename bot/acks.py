@@ -64,25 +64,26 @@ def record_ack(app, *, alert: dict, household_id: int, resident_id: int | None, 
 # -- coverage ---------------------------------------------------------------------------------
 def coverage(store, alert_id: int) -> dict:
     """Coverage of one alert, per building rolled up to compound, grid and community, with the
-    time to 50/90/100% of households acknowledged. A few GROUP BY queries; fast at 100k."""
+    time to 50/90/100% of households acknowledged. Reads the trigger-maintained counters
+    (coverage_counts, ack_firsts), so it stays fast at 100k households."""
     alert = store.q1("SELECT * FROM alerts WHERE id=?", (alert_id,))
-    per_building = store.q(
-        """SELECT h.building_id AS id, COUNT(*) AS households, COUNT(d.household_id) AS reached,
-                  COUNT(a.household_id) AS acked, SUM(a.help) AS help
-           FROM alert_scope s JOIN households h ON h.building_id = s.building_id AND h.active = 1
-           LEFT JOIN deliveries d ON d.alert_id = s.alert_id AND d.household_id = h.id
-           LEFT JOIN (SELECT household_id,
-                             MAX(CASE WHEN answer='help' THEN 1 ELSE 0 END) AS help
-                      FROM acks WHERE alert_id = ? GROUP BY household_id) a ON a.household_id = h.id
-           WHERE s.alert_id = ? GROUP BY h.building_id""", (alert_id, alert_id))
-    nodes = {n["id"]: dict(n, households=0, reached=0, acked=0, help=0, children=[])
-             for n in store.q("SELECT id, kind, name, parent_id FROM nodes")}
+    per_building = store.conn.execute(
+        "SELECT building_id, households, reached, acked FROM coverage_counts WHERE alert_id=?", (alert_id,)).fetchall()
+    help_by_building: dict[int, int] = {}
+    for (b,) in store.conn.execute(
+            "SELECT h.building_id FROM (SELECT DISTINCT household_id FROM acks WHERE alert_id=? AND answer='help') x "
+            "JOIN households h ON h.id = x.household_id", (alert_id,)):
+        help_by_building[b] = help_by_building.get(b, 0) + 1
+    nodes = {n[0]: {"id": n[0], "kind": n[1], "name": n[2], "parent_id": n[3], "households": 0, "reached": 0,
+                    "acked": 0, "help": 0, "children": []}
+             for n in store.conn.execute("SELECT id, kind, name, parent_id FROM nodes")}
     touched = set()
-    for b in per_building:
-        node = nodes[b["id"]]
+    for b, households, reached, acked in per_building:
+        node = nodes[b]
+        counts = {"households": households, "reached": reached, "acked": acked, "help": help_by_building.get(b, 0)}
         while node is not None:
-            for k in ("households", "reached", "acked", "help"):
-                node[k] += b[k] or 0
+            for k, v in counts.items():
+                node[k] += v
             touched.add(node["id"])
             node = nodes.get(node["parent_id"])
     for nid in sorted(touched):
@@ -90,31 +91,32 @@ def coverage(store, alert_id: int) -> dict:
         n["pct"] = round(100.0 * n["acked"] / n["households"], 1) if n["households"] else 0.0
         if n["parent_id"] in nodes:
             nodes[n["parent_id"]]["children"].append(n)
-    firsts = [r["t"] for r in store.q(
-        "SELECT MIN(at) AS t FROM acks WHERE alert_id=? GROUP BY household_id ORDER BY t", (alert_id,))]
     roots = [nodes[n] for n in sorted(touched) if nodes[n]["parent_id"] not in touched]
     total = sum(r["households"] for r in roots)
-    return {"alert_id": alert_id, "households": total, "acked": len(firsts),
+    acked = sum(r["acked"] for r in roots)
+    return {"alert_id": alert_id, "households": total, "acked": acked,
             "reached": sum(r["reached"] for r in roots),
-            "pct": round(100.0 * len(firsts) / total, 1) if total else 0.0,
-            "time_to": {p: _time_to(firsts, total, p / 100, alert["created_at"]) for p in (50, 90, 100)},
+            "pct": round(100.0 * acked / total, 1) if total else 0.0,
+            "time_to": {p: _time_to(store, alert_id, acked, total, p / 100, alert["created_at"]) for p in (50, 90, 100)},
             "tree": roots}
 
 
-def _time_to(firsts: list[float], total: int, frac: float, start: float) -> float | None:
+def _time_to(store, alert_id: int, acked: int, total: int, frac: float, start: float) -> float | None:
+    """Seconds from issue until `frac` of households had acknowledged (the k-th first ack)."""
     need = math.ceil(frac * total)
-    if total == 0 or need > len(firsts) or need == 0:
+    if total == 0 or need > acked or need == 0:
         return None
-    return firsts[need - 1] - start
+    at = store.scalar("SELECT at FROM ack_firsts WHERE alert_id=? ORDER BY at LIMIT 1 OFFSET ?",
+                      (alert_id, need - 1))
+    return at - start
 
 
 def curve(store, alert_id: int, points: int = 60) -> list[tuple[float, float]]:
     """(seconds since issue, % households acknowledged) for the time-to-coverage chart."""
     alert = store.q1("SELECT created_at FROM alerts WHERE id=?", (alert_id,))
-    total = store.scalar("SELECT COUNT(*) FROM alert_scope s JOIN households h ON h.building_id="
-                         "s.building_id AND h.active=1 WHERE s.alert_id=?", (alert_id,)) or 0
-    firsts = [r["t"] - alert["created_at"] for r in store.q(
-        "SELECT MIN(at) AS t FROM acks WHERE alert_id=? GROUP BY household_id ORDER BY t", (alert_id,))]
+    total = store.scalar("SELECT SUM(households) FROM coverage_counts WHERE alert_id=?", (alert_id,)) or 0
+    firsts = [r[0] - alert["created_at"] for r in store.conn.execute(
+        "SELECT at FROM ack_firsts WHERE alert_id=? ORDER BY at", (alert_id,))]
     if not firsts or not total:
         return [(0.0, 0.0)]
     step = max(1, len(firsts) // points)

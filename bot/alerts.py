@@ -131,6 +131,11 @@ def issue(app, draft: Draft) -> int:
              now, now + expires_h * 3600)).lastrowid
         conn.executemany("INSERT INTO alert_scope (alert_id, building_id) VALUES (?,?)",
                          [(alert_id, b) for b in buildings])
+        # the households each building had when the warning went out: coverage's denominator
+        conn.execute("INSERT INTO coverage_counts (alert_id, building_id, households) "
+                     "SELECT s.alert_id, s.building_id, COUNT(h.id) FROM alert_scope s LEFT JOIN households h "
+                     "ON h.building_id = s.building_id AND h.active = 1 WHERE s.alert_id = ? "
+                     "GROUP BY s.building_id", (alert_id,))
         if draft.action == "lift":  # nothing to remind or follow up after a lift
             conn.execute("UPDATE alerts SET reminded_at=?, followups_at=? WHERE id=?",
                          (now, now, alert_id))

@@ -77,7 +77,7 @@ def cmd_roster(args, p):
 def cmd_demo_data(args, p):
     from bot.demo_data import generate
 
-    result = generate(args.out, households=args.households, seed=args.seed)
+    result = generate(args.out, households=args.households, seed=args.seed, building_groups=args.building_groups)
     print(f"wrote {result['register']} ({result['rows']} rows, {result['households']} households, "
           f"{result['buildings']} buildings) and {result['groups_file']} ({result['groups']} groups)")
 
@@ -86,6 +86,8 @@ def _demo_data_args(p):
     p.add_argument("--households", type=int, default=3300)
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--out", default=str(DEMO_REGISTER))
+    p.add_argument("--building-groups", choices=["mixed", "app_chat", "robot"], default="mixed",
+                   help="mixed: personal WeChat + customer groups (Dalong); app_chat / robot: all bot-postable")
 
 
 @command("demo", "load the demo register and play a warning on the embedded default")

@@ -44,7 +44,7 @@ def _openid(rng: random.Random) -> str:
 
 
 def generate(out: str | Path, *, households: int = DALONG_HOUSEHOLDS, seed: int = 2024,
-             groups_out: str | Path | None = None) -> dict:
+             groups_out: str | Path | None = None, building_groups: str = "mixed") -> dict:
     """Write the register CSV (and the groups CSV next to it). Returns counts."""
     rng = random.Random(seed)
     out = Path(out)
@@ -131,8 +131,16 @@ def generate(out: str | Path, *, households: int = DALONG_HOUSEHOLDS, seed: int 
                                       wecom, _openid(rng) if has_wechat and not wecom else ""))
         rows.extend(building_rows)
         n_res += len(building_rows)
-        kind = "客户群" if rng.random() < 0.15 else "个人微信群"
-        chat_id = f"wr{rng.randrange(16**12):012x}" if kind == "客户群" else ""
+        # Dalong's building groups are personal WeChat groups (a lead must forward), some WeCom
+        # customer groups; "app_chat" models a community that moved them into WeCom app chats
+        roll = rng.random()
+        if building_groups == "app_chat":
+            kind, chat_id = "应用群", f"bchat{len(groups):05d}"
+        elif building_groups == "robot":
+            kind, chat_id = "机器人", f"brobot{len(groups):05d}"
+        else:
+            kind = "客户群" if roll < 0.15 else "个人微信群"
+            chat_id = f"wr{rng.randrange(16**12):012x}" if kind == "客户群" else ""
         groups.append((COMMUNITY, grid, compound, bname, f"{compound}{bname}居民群", kind, chat_id, lead_name))
 
     out.parent.mkdir(parents=True, exist_ok=True)
