@@ -154,4 +154,8 @@ def find_household(store, text: str, building_ids: list[int]) -> list[dict]:
     if m.group("unit"):
         sql += " AND h.unit=?"
         params.append(f"{m.group('unit')}单元")
+    compounds = [c["id"] for c in store.q("SELECT id, name FROM nodes WHERE kind='compound'") if c["name"] in text]
+    if compounds:  # "金湖花园3栋502": the compound narrows it down
+        sql += f" AND n.parent_id IN ({','.join('?' * len(compounds))})"
+        params.extend(compounds)
     return store.q(sql, params)

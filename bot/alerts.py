@@ -136,12 +136,22 @@ def issue(app, draft: Draft) -> int:
                      "SELECT s.alert_id, s.building_id, COUNT(h.id) FROM alert_scope s LEFT JOIN households h "
                      "ON h.building_id = s.building_id AND h.active = 1 WHERE s.alert_id = ? "
                      "GROUP BY s.building_id", (alert_id,))
-        if draft.action == "lift":  # nothing to remind or follow up after a lift
-            conn.execute("UPDATE alerts SET reminded_at=?, followups_at=? WHERE id=?",
-                         (now, now, alert_id))
+        if draft.action == "lift":  # nothing to remind, follow up or sum up after a lift
+            conn.execute("UPDATE alerts SET reminded_at=?, followups_at=?, summary_at=? WHERE id=?",
+                         (now, now, now, alert_id))
         if draft.supersedes_id:
-            conn.execute("UPDATE alerts SET state=? WHERE id=? AND state='active'",
-                         ("lifted" if draft.action == "lift" else "superseded", draft.supersedes_id))
+            # the old warning ends here: no more reminders or summary; a lift reports its figures
+            old = store.q1("SELECT * FROM alerts WHERE id=?", (draft.supersedes_id,))
+            conn.execute("UPDATE alerts SET state=?, reminded_at=coalesce(reminded_at, ?), "
+                         "followups_at=coalesce(followups_at, ?) WHERE id=? AND state='active'",
+                         ("lifted" if draft.action == "lift" else "superseded", now, now, draft.supersedes_id))
+            if draft.action == "lift" and old and old["summary_at"] is None:
+                from bot.escalation import send_summary
+
+                send_summary(app, store.q1("SELECT * FROM alerts WHERE id=?", (old["id"],)), final=True)
+            else:
+                conn.execute("UPDATE alerts SET summary_at=coalesce(summary_at, ?) WHERE id=?",
+                             (now, draft.supersedes_id))
         store.log(now, f"alert.{draft.action}", "alert", alert_id, draft.issuer_id,
                   type=draft.type, colour=draft.colour, buildings=len(buildings))
         relay.plan(app, alert_id)

@@ -87,11 +87,13 @@ class App:
     def web_app(self) -> web.Application:
         from bot.transports.routes import add_callback_routes
         from bot.web.ack import add_ack_routes
+        from bot.web.dashboard import add_dashboard_routes
 
         wa = web.Application(client_max_size=self.settings.server.max_body_bytes)
         wa[APP_KEY] = self
         add_callback_routes(wa, self)
         add_ack_routes(wa, self)
+        add_dashboard_routes(wa, self)
 
         async def on_startup(_):
             await self.start()

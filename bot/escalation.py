@@ -25,7 +25,8 @@ def _after(settings, table: str, colour: str) -> float:
 def next_due_at(app) -> float | None:
     store, s = app.store, app.settings
     times = []
-    t = store.scalar("SELECT MIN(deadline_at) FROM hops WHERE state='asked' AND deadline_at IS NOT NULL")
+    t = store.scalar("SELECT MIN(h.deadline_at) FROM hops h JOIN alerts a ON a.id=h.alert_id "
+                     "WHERE h.state='asked' AND h.deadline_at IS NOT NULL AND a.state='active'")
     if t is not None:
         times.append(t)
     for a in store.q("SELECT id, colour, created_at, expires_at, reminded_at, followups_at, summary_at "
@@ -50,7 +51,9 @@ async def run_due(app) -> dict:
     """Do everything due at app.clock.now(). Returns counts of what was done."""
     store, now, s = app.store, app.clock.now(), app.settings
     done = {"hops": 0, "reminders": 0, "followups": 0, "summaries": 0, "requests": 0}
-    for hop in store.q("SELECT * FROM hops WHERE state='asked' AND deadline_at <= ? ORDER BY id", (now,)):
+    # a superseded or lifted warning stops chasing: its successor has its own hops
+    for hop in store.q("SELECT h.* FROM hops h JOIN alerts a ON a.id=h.alert_id WHERE h.state='asked' "
+                       "AND h.deadline_at <= ? AND a.state='active' ORDER BY h.id", (now,)):
         relay.escalate_hop(app, hop)
         done["hops"] += 1
     for a in store.q("SELECT * FROM alerts WHERE summary_at IS NULL ORDER BY id"):

@@ -144,14 +144,14 @@ def direct_sends(app, alert: dict, hop_id: int, building_id: int,
             text = alerts_mod.render(store, alert, "messages/alert_direct.j2", link=link)
             out.append(dict(key=f"hop:{hop_id}:direct:{p['id']}", channel=DIRECT_OA_CHANNEL,
                             target=p["oa_openid"], purpose="direct", alert_id=alert["id"],
-                            payload={"text": text, "url": link, "households": {p["oa_openid"]: p["household_id"]}}))
+                            payload={"text": text, "url": link}))
     ids = list(wecom)
     for i in range(0, len(ids), WECOM_BATCH):
         chunk = ids[i:i + WECOM_BATCH]
         plain = plain or alerts_mod.render(store, alert, "messages/alert_direct.j2", link="")
         out.append(dict(key=f"hop:{hop_id}:directw:{i // WECOM_BATCH}", channel="wecom_user",
                         target="|".join(chunk), purpose="direct", alert_id=alert["id"],
-                        payload={"text": plain, "households": {u: wecom[u] for u in chunk}}))
+                        payload={"text": plain}))
     return out
 
 

@@ -21,7 +21,7 @@ router = Router("alerts")
 staff = has_role("staff")
 CONFIRM_TTL_S = 600
 
-_ISSUE = r"^发布\s*(?P<colour>[蓝黄橙红]色?|blue|yellow|orange|red)\s*(?P<type>[^\s]+?)(?:预警)?(?:\s+(?P<rest>.*))?$"
+_ISSUE = r"^发布\s*(?P<colour>[^\s色]{1,2}色|[蓝黄橙红]|blue|yellow|orange|red)\s*(?P<type>[^\s]+?)(?:预警)?(?:\s+(?P<rest>.*))?$"
 _FOLLOW = r"^(?P<verb>升级|降级|更新|解除)\s*#?(?P<id>\d+)\s*(?P<colour>[蓝黄橙红]色?)?\s*(?P<rest>.*)$"
 _SCOPE = re.compile(r"^范围[:：]\s*(?P<scope>\S+)\s*")
 

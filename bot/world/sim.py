@@ -11,6 +11,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.world.callbacks import CallbackClient
+from bot.world.chat import add_chat_routes
 from bot.world.people import People
 from bot.world.platform import WorldState, make_platform_app
 
@@ -31,7 +32,9 @@ class World:
         self._wake = asyncio.Event()
 
     def platform_app(self) -> web.Application:
-        return make_platform_app(self.state)
+        app = make_platform_app(self.state)
+        add_chat_routes(app, self)
+        return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve the platform APIs and get ready to deliver callbacks. Returns the base URL."""

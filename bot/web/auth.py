@@ -1,0 +1,199 @@
+"""Dashboard accounts, sessions, CSRF and the login rate limit.
+
+Staff accounts live in `web_users`; an account linked to a resident (resident_id) acts as that
+resident, so a grid or building lead sees only the buildings under the nodes they lead (the
+same rule as in chat, bot.request_access.scope). An unlinked account (the configured "admin")
+is community staff.
+
+Passwords: scrypt with a per-user salt, compared in constant time. Sessions: a random token in
+an HttpOnly, SameSite=Strict cookie; only its SHA-256 is stored, so a copy of the database does
+not hand out live sessions. Each session has its own CSRF token, required on every POST (form
+field `csrf` or header X-CSRF-Token). Expiry and the rate-limit window use the injected app.clock.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from bot import request_access, texts
+
+COOKIE = "linli_session"
+LOGIN_COOKIE = "linli_login_csrf"  # double-submit token for the login form (no session yet)
+MAX_FAILURES, FAILURE_WINDOW_S = 5, 600
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+# aiohttp >= 3.13 wants typed request keys; older ones (pyproject allows 3.9) take a string
+USER_KEY = web.RequestKey("linli_web_user", object) if hasattr(web, "RequestKey") else "linli_web_user"
+
+
+# -- passwords ---------------------------------------------------------------------------------
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    b64 = base64.b64encode
+    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), dklen=32,
+                             n=int(n), r=int(r), p=int(p))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, base64.b64decode(digest))
+
+
+# an unknown username still costs one scrypt, so response time does not tell which names exist
+_DUMMY_HASH = hash_password(secrets.token_hex(8))
+
+
+def create_user(store, username: str, password: str, resident_id: int | None = None) -> int:
+    """Add a dashboard account, or reset its password and link if it exists. Returns its id."""
+    username = username.strip()
+    if not username or not password:
+        raise ValueError("username and password are required")
+    if resident_id is not None and store.q1("SELECT id FROM residents WHERE id=?",
+                                            (resident_id,)) is None:
+        raise ValueError(f"no resident with id {resident_id}")
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO web_users (username, resident_id, password_hash) VALUES (?,?,?) "
+            "ON CONFLICT(username) DO UPDATE SET password_hash=excluded.password_hash, "
+            "resident_id=excluded.resident_id, active=1",
+            (username, resident_id, hash_password(password)))
+        # a changed password ends the account's open sessions
+        uid = store.scalar("SELECT id FROM web_users WHERE username=?", (username,))
+        conn.execute("DELETE FROM web_sessions WHERE user_id=?", (uid,))
+    return uid
+
+
+def ensure_admin(store, password: str) -> None:
+    """The `[dashboard] password` account: created at start-up, re-hashed only if it changed."""
+    row = store.q1("SELECT * FROM web_users WHERE username='admin'")
+    if row is None or row["resident_id"] is not None or not verify_password(password, row["password_hash"]):
+        create_user(store, "admin", password)
+
+
+# -- who is logged in --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WebUser:
+    id: int
+    username: str
+    person: dict            # the actor for domain calls (the resident, or a synthetic staff member)
+    scope: frozenset | None  # building ids this user may see; None = everything
+    csrf: str
+
+    @property
+    def is_staff(self) -> bool:
+        return self.scope is None
+
+
+def _labels():
+    return texts.env().get_template("web/_labels.html").module
+
+
+def person_for(store, user_row: dict) -> dict | None:
+    if user_row["resident_id"] is None:
+        # not a register entry: a staff actor whose name the residents' messages can show
+        return {"id": None, "name": _labels().STAFF_NAME, "roles": "staff", "household_id": None,
+                "wecom_userid": None, "oa_openid": None}
+    return store.q1("SELECT * FROM residents WHERE id=? AND active=1", (user_row["resident_id"],))
+
+
+def scope_of(store, person: dict) -> frozenset | None:
+    led = request_access.scope(store, person)
+    return None if led is None else frozenset(led)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def current_user(request: web.Request, app) -> WebUser | None:
+    if USER_KEY in request:
+        return request[USER_KEY]
+    token = request.cookies.get(COOKIE)
+    user = None
+    if token:
+        row = app.store.q1(
+            "SELECT s.csrf, u.* FROM web_sessions s JOIN web_users u ON u.id=s.user_id "
+            "WHERE s.token=? AND s.expires_at>? AND u.active=1", (_digest(token), app.clock.now()))
+        person = person_for(app.store, row) if row else None
+        if person is not None:
+            user = WebUser(row["id"], row["username"], person, scope_of(app.store, person), row["csrf"])
+    request[USER_KEY] = user
+    return user
+
+
+async def check_csrf(request: web.Request, expected: str) -> None:
+    """403 unless the POST carries the session's CSRF token (header or form field)."""
+    sent = request.headers.get("X-CSRF-Token")
+    if sent is None and request.content_type in ("application/x-www-form-urlencoded",
+                                                 "multipart/form-data"):
+        sent = (await request.post()).get("csrf")
+    if not sent or not hmac.compare_digest(str(sent), expected):
+        raise web.HTTPForbidden(text="CSRF token missing or wrong")
+
+
+async def require(request: web.Request, app, *, api: bool = False, staff: bool = False) -> WebUser:
+    """The logged-in user, CSRF-checked on POST. Pages redirect to the login form; the API 401s."""
+    user = current_user(request, app)
+    if user is None:
+        if api or request.method != "GET":
+            raise web.HTTPUnauthorized(text="login required")
+        raise web.HTTPFound(f"/login?next={request.rel_url.path_qs}")
+    if request.method == "POST":
+        await check_csrf(request, user.csrf)
+    if staff and not user.is_staff:
+        raise web.HTTPForbidden(text="staff only")
+    return user
+
+
+# -- logging in and out ------------------------------------------------------------------------
+def recent_failures(store, who: str, now: float) -> int:
+    return store.scalar("SELECT COUNT(*) FROM login_attempts WHERE who=? AND ok=0 AND at>?",
+                        (who, now - FAILURE_WINDOW_S))
+
+
+async def login(app, username: str, password: str, ip: str) -> tuple[str, str | None]:
+    """('ok', session token) | ('limited', None) | ('bad', None). Records the attempt."""
+    store, now = app.store, app.clock.now()
+    who = f"{username.strip().lower()}|{ip}"
+    if recent_failures(store, who, now) >= MAX_FAILURES:
+        return "limited", None
+    row = store.q1("SELECT * FROM web_users WHERE username=? AND active=1", (username.strip(),))
+    # scrypt takes ~50 ms: keep it off the event loop that also answers WeChat callbacks
+    ok = await asyncio.get_running_loop().run_in_executor(
+        None, verify_password, password, row["password_hash"] if row else _DUMMY_HASH)
+    person = person_for(store, row) if ok and row else None
+    # a resident account that leads nothing would see an empty dashboard: refuse it plainly
+    ok = person is not None and (scope_of(store, person) is None or bool(scope_of(store, person)))
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO login_attempts (who, at, ok) VALUES (?,?,?)", (who, now, int(ok)))
+        if not ok:
+            return "bad", None
+        token = secrets.token_urlsafe(32)
+        conn.execute("DELETE FROM web_sessions WHERE expires_at<=?", (now,))
+        conn.execute("INSERT INTO web_sessions (token, user_id, csrf, expires_at) VALUES (?,?,?,?)",
+                     (_digest(token), row["id"], secrets.token_urlsafe(32),
+                      now + app.settings.dashboard.session_hours * 3600))
+        store.log(now, "web.login", "web_user", row["id"], person["id"], ip=ip)
+    return "ok", token
+
+
+def logout(app, request: web.Request) -> None:
+    token = request.cookies.get(COOKIE)
+    if token:
+        app.store.conn.execute("DELETE FROM web_sessions WHERE token=?", (_digest(token),))
+
+
+def set_session_cookie(resp: web.StreamResponse, token: str, max_age: int) -> None:
+    resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/", max_age=max_age)

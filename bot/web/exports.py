@@ -1,0 +1,99 @@
+"""Downloads: the per-alert delivery report and the monthly requests report, CSV or XLSX.
+
+CSV is UTF-8 with a BOM (Excel on the community office's PC otherwise shows the Chinese as
+mojibake); XLSX is built in memory with openpyxl. Headers and value words come from
+templates/web/_labels.html. A lead's delivery report covers only their buildings.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from pathlib import Path
+
+from aiohttp import web
+
+from bot import texts
+from bot.clock import local
+from bot.reports import write_requests_report
+
+CONTENT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+_COLUMNS = ("compound", "building", "household", "reached_via", "reached_at", "acked_by", "ack_how",
+            "answer", "acked_at", "vulnerable", "followup", "worker")
+
+
+def _labels():
+    return texts.env().get_template("web/_labels.html").module
+
+
+def delivery_rows(app, alert_id: int, scope) -> list[list]:
+    """Header + one row per household in the alert's scope (and the viewer's)."""
+    L, tz = _labels(), app.settings.timezone
+
+    def when(ts):
+        return local(ts, tz).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+    cond, params = "", []
+    if scope is not None:
+        cond = f" AND h.building_id IN ({','.join('?' * len(scope)) or 'NULL'})"
+        params = sorted(scope)
+    rows = app.store.q(
+        """SELECT c.name AS compound, b.name AS building, h.label AS household,
+                  d.via, d.at AS reached_at, a.at AS acked_at, a.channel, a.answer,
+                  COALESCE(p.name, r.name) AS acked_by,
+                  (SELECT GROUP_CONCAT(v.vulnerable, '、') FROM residents v WHERE v.household_id = h.id
+                   AND v.active = 1 AND v.vulnerable != '') AS vulnerable,
+                  f.state AS followup, w.name AS worker
+           FROM alert_scope s JOIN households h ON h.building_id = s.building_id AND h.active = 1
+           JOIN nodes b ON b.id = h.building_id LEFT JOIN nodes c ON c.id = b.parent_id
+           LEFT JOIN deliveries d ON d.alert_id = s.alert_id AND d.household_id = h.id
+           -- the household's first ack: when it was covered, and by whom
+           LEFT JOIN acks a ON a.id = (SELECT id FROM acks WHERE alert_id = s.alert_id
+                                       AND household_id = h.id ORDER BY at, id LIMIT 1)
+           LEFT JOIN residents r ON r.id = a.resident_id
+           LEFT JOIN residents p ON p.id = a.by_proxy_id
+           LEFT JOIN followups f ON f.id = (SELECT id FROM followups WHERE alert_id = s.alert_id
+                                            AND household_id = h.id ORDER BY id LIMIT 1)
+           LEFT JOIN residents w ON w.id = f.worker_id
+           WHERE s.alert_id = ?""" + cond + " ORDER BY c.name, b.id, h.id", (alert_id, *params))
+    out = [[L.DELIVERY_COLUMNS[c] for c in _COLUMNS]]
+    for r in rows:
+        out.append([r["compound"] or "", r["building"], r["household"],
+                    L.VIA.get(r["via"], r["via"] or ""), when(r["reached_at"]), r["acked_by"] or "",
+                    L.CHANNEL.get(r["channel"], r["channel"] or ""),
+                    L.ANSWER.get(r["answer"], r["answer"] or ""), when(r["acked_at"]),
+                    r["vulnerable"] or "", L.FOLLOWUP.get(r["followup"], ""), r["worker"] or ""])
+    return out
+
+
+def table_bytes(rows: list[list], fmt: str, sheet: str) -> bytes:
+    if fmt == "csv":
+        buf = io.StringIO()
+        csv.writer(buf).writerows(rows)
+        return buf.getvalue().encode("utf-8-sig")
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = sheet
+    for row in rows:
+        ws.append(row)
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+def download(body: bytes, fmt: str, filename: str) -> web.Response:
+    return web.Response(body=body, headers={
+        "Content-Type": CONTENT_TYPES[fmt], "Cache-Control": "no-store",
+        "Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def requests_report(app, year: int, month: int, fmt: str) -> bytes:
+    """The monthly report via bot.reports (which writes files), read back for the download."""
+    with tempfile.TemporaryDirectory(prefix="linli-report-") as tmp:
+        path = Path(tmp) / f"requests.{fmt}"
+        write_requests_report(app.store, year, month, path, tz=app.settings.timezone)
+        return path.read_bytes()
