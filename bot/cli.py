@@ -163,7 +163,37 @@ def _report_args(p):
     p.add_argument("--out", required=True, help="output path ending in .csv or .xlsx")
 
 
-EXTRA_ARGS = {"import": _import_args, "demo-data": _demo_data_args, "demo": _demo_args,
+@command("user", "add a dashboard account (or reset its password)")
+def cmd_user(args, p):
+    import getpass
+    import os
+
+    from bot.web.auth import create_user
+
+    store = _store(args)
+    resident_id = None
+    if args.resident:
+        rows = store.q("SELECT id FROM residents WHERE name=? AND active=1", (args.resident,))
+        if len(rows) != 1:
+            print(f"{args.resident!r} matches {len(rows)} active people in the register", file=sys.stderr)
+            return 1
+        resident_id = rows[0]["id"]
+    password = os.environ.get("LINLI_NEW_PASSWORD") or getpass.getpass("password: ")
+    if len(password) < 8:
+        print("the password needs at least 8 characters", file=sys.stderr)
+        return 1
+    create_user(store, args.username, password, resident_id=resident_id)
+    print(f"account {args.username} ready" + (f" (linked to {args.resident})" if args.resident else " (staff)"))
+    return 0
+
+
+def _user_args(p):
+    p.add_argument("action", choices=["add"])
+    p.add_argument("username")
+    p.add_argument("--resident", help="link to a lead in the register: they see only their area")
+
+
+EXTRA_ARGS = {"user": _user_args, "import": _import_args, "demo-data": _demo_data_args, "demo": _demo_args,
               "world": _world_args, "alert": _alert_args, "report": _report_args}
 
 

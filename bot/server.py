@@ -157,11 +157,16 @@ def report_command(settings, args) -> int:
         year, month = (int(x) for x in args.month.split("-"))
         write_requests_report(store, year, month, args.out)
     else:
-        from bot.alert_report import write_alert_report
+        from types import SimpleNamespace
 
-        if not args.alert:
-            print("--alert ID is required", file=sys.stderr)
+        from bot.web.exports import delivery_rows, table_bytes
+
+        if not args.alert or store.q1("SELECT id FROM alerts WHERE id=?", (args.alert,)) is None:
+            print("--alert ID of an existing alert is required", file=sys.stderr)
             return 2
-        write_alert_report(store, args.alert, args.out)
+        fmt = "xlsx" if args.out.lower().endswith(".xlsx") else "csv"
+        rows = delivery_rows(SimpleNamespace(store=store, settings=settings), args.alert, None)
+        with open(args.out, "wb") as f:
+            f.write(table_bytes(rows, fmt, f"alert-{args.alert}"))
     print(f"wrote {args.out}")
     return 0
