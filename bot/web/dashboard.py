@@ -34,6 +34,7 @@ def add_dashboard_routes(wa: web.Application, app, *, poll_s: float = 1.0) -> Op
     """Mount the dashboard on Linli's aiohttp app. `poll_s`: how often live pages look for
     changes (wall seconds; tests may lower it via the returned Options)."""
     from bot.web import composer, requests_pages
+    from bot.web.alerts_api import add_alert_routes
     from bot.web.requests_api import add_request_routes
 
     opts = Options(streams=Streams(poll_s=poll_s))
@@ -57,6 +58,7 @@ def add_dashboard_routes(wa: web.Application, app, *, poll_s: float = 1.0) -> Op
     async def api_auth(request: web.Request) -> dict:
         return (await auth.require(request, app, api=True)).person
     add_request_routes(wa, app, api_auth)
+    add_alert_routes(wa, app)
 
     async def on_startup(_):
         if app.settings.dashboard.password:
