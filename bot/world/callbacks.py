@@ -50,6 +50,7 @@ class CallbackClient:
         self.duplicate_probability = duplicate_probability
         self.rng = rng
         self._ids = itertools.count(int(clock.now()) * 1000)
+        self.timeout_s = PLATFORM_TIMEOUT_S
         self.posted: list[Posted] = []
         self.wecom = WecomCrypto(settings.wecom.token, settings.wecom.encoding_aes_key, settings.wecom.corp_id)
         self.oa = OaCrypto(settings.oa.token, settings.oa.encoding_aes_key, settings.oa.app_id)
@@ -105,7 +106,7 @@ class CallbackClient:
             p.attempts += 1
             try:
                 async with self.http.post(self.base + path, params=query, data=body.encode(),
-                                          timeout=aiohttp.ClientTimeout(total=PLATFORM_TIMEOUT_S),
+                                          timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                                           headers={"Content-Type": "text/xml"}) as r:
                     await r.read()
                     p.status = r.status
