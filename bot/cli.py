@@ -147,6 +147,9 @@ def _alert_args(p):
         q = sub.add_parser(name, help=f"{name} of a warning", parents=[COMMON])
         q.add_argument("id", type=int)
     sub.add_parser("list", help="list warnings", parents=[COMMON])
+    ingest = sub.add_parser("ingest", help="issue/update/lift from a weather service's CAP 1.2 XML file",
+                            parents=[COMMON])
+    ingest.add_argument("file")
 
 
 @command("report", "monthly requests report or an alert's delivery report (CSV or XLSX)")

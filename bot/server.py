@@ -126,7 +126,15 @@ async def alert_command(settings, args) -> int:
             else:
                 print(escalation.summary_text(store, store.q1("SELECT * FROM alerts WHERE id=?", (args.id,))))
             return 0
-        if args.action == "send":
+        if args.action == "ingest":
+            from bot import cap
+
+            with open(args.file, "rb") as f:
+                alert_id = cap.ingest(app, f.read())
+            if alert_id is None:
+                print("already ingested; nothing to do")
+                return 0
+        elif args.action == "send":
             issuer = (store.q1("SELECT id FROM residents WHERE name=? AND active=1", (args.issuer,)) if args.issuer
                       else store.q1("SELECT id FROM residents WHERE roles LIKE '%staff%' AND active=1 ORDER BY id"))
             scope = alerts.resolve_scope(store, [s for s in args.scope.split(",") if s.strip()])

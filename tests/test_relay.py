@@ -5,7 +5,6 @@ import pytest
 from bot import alerts, escalation, relay
 from bot.acks import coverage
 from bot.alerts import AlertError, Draft
-from bot.world.sim import run_until
 from sim_rig import close_sim, make_sim, staff
 
 
