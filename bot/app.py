@@ -18,9 +18,20 @@ log = logging.getLogger("linli.app")
 APP_KEY = web.AppKey("linli", object)
 
 
+ROLES = ("all", "front", "worker")
+
+
 class App:
+    """role: 'all' — one process does everything (tests, demo, small deployments);
+    'front' — serve HTTP and record callbacks only (several may share the port);
+    'worker' — handle recorded callbacks, run the outbox and the timers (exactly one)."""
+
     def __init__(self, settings: Settings, *, store: Store | None = None,
-                 clock: Clock | None = None):
+                 clock: Clock | None = None, role: str = "all"):
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}")
+        self.role = role
+        self.dispatch_inline = role == "all"
         self.settings = settings
         self.store = store or Store(settings.store.path)
         self.clock = clock or Clock()
@@ -63,21 +74,26 @@ class App:
         if self.http is None:
             self.http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.settings.send.timeout_s))
-        await self.outbox.start()
-        # messages recorded (and answered "success") but not handled before a stop: the platform
-        # will not resend them, so handle them now
-        from bot import inbound
+        if self.role == "front":
+            return  # a front only answers HTTP; the worker sends, dispatches and keeps time
+        from bot import escalation, inbound
 
-        await inbound.resume(self)
+        await self.outbox.start()
+        if self.role == "worker":
+            self.spawn(inbound.consume(self), name="inbound-consumer")
+        else:
+            # messages recorded (and answered "success") but not handled before a stop: the
+            # platform will not resend them, so handle them now
+            await inbound.resume(self)
         # timers are derived from the database: re-arming at start-up is what makes a restart
         # lose none of them
-        from bot import escalation
-
         self.scheduler.start()
         escalation.rearm(self)
 
     async def close(self) -> None:
         self.scheduler.shutdown()
+        for task in [t for t in self._tasks if t.get_name() == "inbound-consumer"]:
+            task.cancel()  # an endless loop: settle() would wait for it forever
         await self.settle()
         await self.outbox.stop()
         if self.http is not None:

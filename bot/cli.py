@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -104,9 +105,23 @@ def _demo_args(p):
 
 @command("serve", "serve the WeCom / Official Account callbacks (and the dashboard)")
 def cmd_serve(args, p):
-    from bot.server import serve
+    from bot.server import serve, serve_front, use_uvloop
 
-    return asyncio.run(serve(_settings(args)))
+    settings = _settings(args)
+    use_uvloop()
+    if args.role == "front":
+        return asyncio.run(serve_front(settings))
+    fronts = args.fronts if args.fronts is not None else settings.server.fronts
+    if fronts < 0:
+        fronts = max(1, (os.cpu_count() or 2) - 1)
+    return asyncio.run(serve(settings, config_path=args.config, fronts=fronts))
+
+
+def _serve_args(p):
+    p.add_argument("--fronts", type=int, default=None,
+                   help="HTTP front processes sharing the port (default [server] fronts: cores - 1, "
+                        "at least 1); 0 = everything in one process")
+    p.add_argument("--role", choices=["front"], default=None, help=argparse.SUPPRESS)
 
 
 @command("world", "run the local WeChat world (platform APIs + simulated people)")
@@ -196,7 +211,7 @@ def _user_args(p):
     p.add_argument("--resident", help="link to a lead in the register: they see only their area")
 
 
-EXTRA_ARGS = {"user": _user_args, "import": _import_args, "demo-data": _demo_data_args, "demo": _demo_args,
+EXTRA_ARGS = {"user": _user_args, "serve": _serve_args, "import": _import_args, "demo-data": _demo_data_args, "demo": _demo_args,
               "world": _world_args, "alert": _alert_args, "report": _report_args}
 
 

@@ -34,6 +34,12 @@ class ServerSettings:
     timestamp_window_s: int = 300  # 0 turns the freshness check off
     max_body_bytes: int = 65536
     link_secret: str = "change-me-link-secret"  # signs per-household ack links
+    # with front processes, the worker runs at this lower CPU priority: under a burst the
+    # fronts answer the platform first (its 5 s deadline), the worker catches up after
+    worker_nice: int = 0
+    # `linli serve`: HTTP front processes sharing the port; -1 = cores - 1 (at least 1);
+    # 0 = one process does everything
+    fronts: int = -1
 
 
 @dataclass(frozen=True)

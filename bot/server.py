@@ -10,7 +10,9 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import signal
+import subprocess
 import sys
 
 from aiohttp import web
@@ -23,10 +25,10 @@ log = logging.getLogger("linli.server")
 REARM_EVERY_S = 15  # pick up alerts written by another process (the CLI) within this time
 
 
-async def start_app(app: App, host: str, port: int) -> web.AppRunner:
+async def start_app(app: App, host: str, port: int, *, reuse_port: bool = False) -> web.AppRunner:
     runner = web.AppRunner(app.web_app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
     return runner
 
 
@@ -42,7 +44,8 @@ async def _periodic_rearm(app: App) -> None:
             log.exception("re-arming timers failed")
 
 
-async def _until_stopped() -> None:
+async def _until_stopped(children: list | None = None) -> None:
+    """Until SIGINT/SIGTERM (or, with children, until one of them dies: then stop them all)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -50,20 +53,86 @@ async def _until_stopped() -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    await stop.wait()
+    while not stop.is_set():
+        if children and any(c.poll() is not None for c in children):
+            log.error("a front process exited; stopping")
+            return
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=1.0)
+        except asyncio.TimeoutError:
+            pass
 
 
-async def serve(settings) -> int:
-    app = App(settings)
-    runner = await start_app(app, settings.server.host, settings.server.port)
-    rearm = asyncio.create_task(_periodic_rearm(app))
-    log.info("Linli serving on http://%s:%s (callbacks: /wecom/callback, /oa/callback)",
-             settings.server.host, settings.server.port)
-    print(f"linli: serving on http://{settings.server.host}:{settings.server.port}", flush=True)
+def use_uvloop() -> None:
+    """uvloop's event loop roughly halves aiohttp's per-request overhead; optional."""
     try:
-        await _until_stopped()
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def serve(settings, *, config_path: str = "config.toml", fronts: int = 0) -> int:
+    """fronts=0: one process does everything. fronts=N: N front processes share the port
+    (SO_REUSEPORT) and only record callbacks and answer; this process is the worker that
+    handles what they recorded, sends, and keeps the timers. Exactly-once holds either way:
+    the `inbound` table is the hand-over."""
+    host, port = settings.server.host, settings.server.port
+    if fronts <= 0:
+        app = App(settings)
+        runner = await start_app(app, host, port)
+        workers = []
+    else:
+        app = App(settings, role="worker")
+        await app.start()
+        runner = None
+        cmd = [sys.executable, "-m", "bot", "serve", "--role", "front", "--config", config_path]
+        workers = [subprocess.Popen(cmd) for _ in range(fronts)]
+        if settings.server.worker_nice:
+            os.nice(settings.server.worker_nice)  # after the fork: the fronts keep normal priority
+    rearm = asyncio.create_task(_periodic_rearm(app))
+    log.info("Linli serving on http://%s:%s (callbacks: /wecom/callback, /oa/callback)", host, port)
+    print(f"linli: serving on http://{host}:{port}" + (f" ({fronts} front processes + worker)" if fronts else ""),
+          flush=True)
+    try:
+        await _until_stopped(children=workers)
     finally:
         rearm.cancel()
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            try:
+                w.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                w.kill()
+        if runner is not None:
+            await runner.cleanup()
+        else:
+            await app.close()
+    return 0
+
+
+async def serve_front(settings) -> int:
+    """One front process: HTTP only, sharing the port with its siblings. It exits when its
+    parent (the worker) is gone, so a killed `linli serve` leaves no orphan on the port."""
+    app = App(settings, role="front")
+    # a WAL checkpoint (with its fsync) would run inside whichever commit crosses the threshold;
+    # leave them to the worker so a front's answer never waits for one
+    app.store.conn.execute("PRAGMA wal_autocheckpoint=0")
+    # wait for the write lock in inbound.record_async (yielding to other requests), not in
+    # SQLite's busy handler, which would put the whole event loop to sleep
+    app.store.conn.execute("PRAGMA busy_timeout=0")
+    runner = await start_app(app, settings.server.host, settings.server.port, reuse_port=True)
+    parent = os.getppid()
+
+    async def orphaned() -> None:
+        while os.getppid() == parent:
+            await asyncio.sleep(0.5)
+
+    try:
+        stopped = asyncio.create_task(_until_stopped())
+        await asyncio.wait([stopped, asyncio.create_task(orphaned())], return_when=asyncio.FIRST_COMPLETED)
+    finally:
         await runner.cleanup()
     return 0
 

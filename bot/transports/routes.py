@@ -77,7 +77,7 @@ def _message_handler(app, channel: str, transport):
             body = await read_capped(request, app.settings.server.max_body_bytes)
             msg = transport.parse_callback(settings, request.query, body, app.clock.now(),
                                            app.settings.server.timestamp_window_s)
-            recorded = inbound.record(app, msg)
+            recorded = await inbound.record_async(app, msg)
         except TooLarge:
             log.warning("%s callback refused: body over %d bytes", channel,
                         app.settings.server.max_body_bytes)
@@ -90,8 +90,9 @@ def _message_handler(app, channel: str, transport):
             return web.Response(status=400)
         if recorded is None:
             log.info("%s duplicate callback %s ignored", channel, msg.dedupe_key)
-        else:
+        elif app.dispatch_inline:
             app.spawn(inbound.process(app, recorded), name=f"inbound:{recorded.inbound_id}")
+        # else: a front process only records; the worker process consumes the `inbound` rows
         return web.Response(text="success")
 
     return receive

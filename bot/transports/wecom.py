@@ -4,6 +4,7 @@ WeCom always encrypts. Query: msg_signature, timestamp, nonce (+ echostr on GET)
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Mapping
 
 from wechatpy.enterprise import parse_message
@@ -21,7 +22,9 @@ def configured(s: WecomSettings) -> bool:
     return bool(s.corp_id and s.token and s.encoding_aes_key)
 
 
+@lru_cache(maxsize=8)
 def _crypto(s: WecomSettings) -> WeChatCrypto:
+    # settings are frozen (hashable): one cipher object per configuration, not per request
     return WeChatCrypto(s.token, s.encoding_aes_key, s.corp_id)
 
 

@@ -1,0 +1,42 @@
+"""`python -m bench <benchmark> [options]`: run one benchmark (the module bench/<benchmark>.py).
+
+A benchmark module either defines `add_args(parser)` and `run(args) -> int`, or `main(argv)`.
+Results are written under bench/out/ (git-ignored).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+BENCHMARKS = {
+    "callbacks": "inbound callbacks/s and p50/p99: Linli vs wechatpy+Flask vs in-process ceiling",
+    "relay": "one alert to 100,000 residents through the local world (bench/relay.py)",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0].startswith("_"):
+        print(__doc__.strip().splitlines()[0])
+        for name, help_ in BENCHMARKS.items():
+            print(f"  {name:<12} {help_}")
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    try:
+        mod = importlib.import_module(f"bench.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"bench.{name}":
+            raise
+        print(f"no benchmark {name!r} (known: {', '.join(BENCHMARKS)})", file=sys.stderr)
+        return 2
+    if hasattr(mod, "add_args") and hasattr(mod, "run"):
+        parser = argparse.ArgumentParser(prog=f"python -m bench {name}",
+                                         description=BENCHMARKS.get(name))
+        mod.add_args(parser)
+        return mod.run(parser.parse_args(rest)) or 0
+    return mod.main(rest) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
