@@ -99,7 +99,7 @@ def cmd_demo(args, p):
 
 
 def _demo_args(p):
-    p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
+    p.add_argument("--speed", type=float, default=30.0, help="simulated seconds per real second")
     p.add_argument("--exit", action="store_true", help="run to the end and exit (non-interactive)")
 
 

@@ -50,7 +50,7 @@ def _progress(store, alert_id: int, clock, start: float) -> str:
             f"reached {cov['reached']:>5} | {parts}")
 
 
-async def run_demo(settings: Settings, *, speed: float = 60.0, exit_at_end: bool = False) -> int:
+async def run_demo(settings: Settings, *, speed: float = 30.0, exit_at_end: bool = False) -> int:
     from bot.server import _until_stopped, start_app
     from bot.world.sim import World
 

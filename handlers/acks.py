@@ -103,6 +103,9 @@ def _match_followups(opened: list[dict], text: str) -> list[dict]:
     m = re.search(r"#(\d+)", text)
     if m:
         return [f for f in opened if f["id"] == int(m.group(1))]
+    exact = [f for f in opened if f["room"] in text]  # the full label, as the task message gave it
+    if exact:
+        return exact if len({f["household_id"] for f in exact}) == 1 else []
     room = re.search(r"(?:(\d+)栋)?\s*(?:\d+单元)?\s*(\d{3,4})", text)
     if room is None:
         return []
