@@ -208,7 +208,10 @@ class Outbox:
         now = self.clock.now()
         attempts = row["attempts"] + 1
         next_at, sent_at, error = None, None, None
-        if r.ok:
+        if not r.ok and r.detail.get("defer_s"):
+            # our own limiter said "not yet": reschedule without spending an attempt
+            attempts, state, next_at, error = row["attempts"], "pending", now + r.detail["defer_s"], r.errmsg
+        elif r.ok:
             state = "waiting" if r.waiting else "sent"
             sent_at = now
             # keep what the relay may need (msgid to confirm, invalid users) visible on the row

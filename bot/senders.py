@@ -36,6 +36,7 @@ BASE_API_PER_MIN = 10000               # "base API calls" limit per enterprise p
 # Linli-local codes (negative, never used by the platform) for failures found before/after a call
 ERR_LOCAL_INVALID = -1001      # we refused the request (too many users, missing owner, ...)
 ERR_LOCAL_FAIL_LIST = -1002    # the platform accepted the call but listed our target as failed
+ERR_LOCAL_DEFER = -1003        # our own per-member limit: try again later (not an attempt)
 
 
 @dataclass(frozen=True)
@@ -194,12 +195,32 @@ def _content(payload: dict, markdown_ok: bool) -> tuple[str, str]:
 class WecomUserSender:
     """message/send: target is up to 1,000 userids joined by '|'."""
 
-    def __init__(self, api: Api, agent_id: int, bucket: TokenBucket):
+    def __init__(self, api: Api, agent_id: int, bucket: TokenBucket, member_bucket=None):
         self.api, self.agent_id, self.bucket = api, agent_id, bucket
+        # WeCom silently DROPS messages past 30/min to one member (PLATFORM.md): a social worker
+        # given 40 follow-up tasks at once would never see 10 of them. So each member has a
+        # bucket of their own and we wait rather than lose a message.
+        self.member_bucket = member_bucket
+        self.members: dict[str, TokenBucket] = {}
 
     async def send(self, target: str, payload: dict) -> SendResult:
-        if len(target.split("|")) > MAX_USERS_PER_CALL:
+        users = target.split("|")
+        if len(users) > MAX_USERS_PER_CALL:
             return SendResult(False, ERR_LOCAL_INVALID, f"more than {MAX_USERS_PER_CALL} users")
+        if self.member_bucket is not None:
+            buckets = []
+            for user in users:
+                if user not in self.members:
+                    self.members[user] = self.member_bucket()
+                buckets.append(self.members[user])
+            wait = max(b.wait_time() for b in buckets)
+            if wait > 0:
+                # not now: hand the row back to the outbox for later instead of holding one of
+                # its concurrency slots (a backlog for one person must not stall everyone else)
+                return SendResult(False, ERR_LOCAL_DEFER, "per-member limit", retryable=True,
+                                  detail={"defer_s": wait})
+            for b in buckets:
+                b.try_acquire()
         msgtype, content = _content(payload, markdown_ok=True)
         body = {"touser": target, "msgtype": msgtype, "agentid": self.agent_id,
                 msgtype: _body(content),
@@ -429,7 +450,8 @@ def build_senders(app, *, sleep=None) -> dict[str, Sender]:
 
     return {
         "wecom_user": WecomUserSender(wecom, s.wecom.agent_id,
-                                      bucket(s.wecom.message_send_per_min)),
+                                      bucket(s.wecom.message_send_per_min),
+                                      member_bucket=lambda: bucket(s.wecom.per_member_per_min)),
         "wecom_appchat": AppChatSender(wecom, bucket(s.wecom.appchat_recipients_per_min)),
         "robot": RobotSender(app, s.wecom.api_base, s.wecom.robot_posts_per_min,
                              now=now, sleep=sleep),

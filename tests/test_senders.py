@@ -11,9 +11,11 @@ SEND = "/cgi-bin/message/send"
 
 
 async def test_token_fetched_once_and_cached(rig):
-    rig.world.register_user("u1")
+    for i in range(20):
+        rig.world.register_user(f"u{i}")
     s = rig.senders["wecom_user"]
-    results = await asyncio.gather(*(s.send("u1", {"text": f"m{i}"}) for i in range(20)))
+    # 20 different members (one member is limited to 30 messages a minute on its own)
+    results = await asyncio.gather(*(s.send(f"u{i}", {"text": f"m{i}"}) for i in range(20)))
     assert all(r.ok for r in results)
     assert rig.world.calls[GETTOKEN] == 1  # one refresher behind the lock
     rig.clock.advance(3600)
@@ -158,3 +160,21 @@ async def test_customer_group_waits_for_owner_confirmation(rig):
     assert not fifth.ok and not fifth.retryable  # 4 per group per month
     no_owner = await s.send("wrcust1", {"text": "x"})  # not in the store either
     assert not no_owner.ok and no_owner.errcode == ERR_LOCAL_INVALID
+
+
+async def test_per_member_limit_waits_instead_of_losing_messages():
+    # 40 follow-up tasks to one social worker: the platform would silently drop 10 of them.
+    # Concurrency 1: fake sleeps move the shared clock, so parallel sends would skew it.
+    from outbound_world import close_rig, make_rig
+
+    rig = await make_rig(send={"concurrency": 1})
+    rig.world.register_user("worker")
+    for i in range(40):
+        rig.outbox.enqueue(f"task:{i}", "wecom_user", "worker", {"text": f"任务{i}"})
+    for _ in range(10):
+        await rig.outbox.drain()
+        rig.clock.advance(30)
+    assert rig.world.dropped == []
+    assert len(rig.world.messages_for("worker")) == 40
+    assert rig.max_per_minute("/cgi-bin/message/send") <= 30
+    await close_rig(rig)
