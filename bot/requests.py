@@ -66,8 +66,7 @@ def file_request(app, *, resident: dict, text: str, alert_id: int | None = None,
     message came; otherwise the resident's preferred contact is used."""
     store, now = app.store, app.clock.now()
     if key:
-        done = store.scalar("SELECT ref_id FROM events WHERE kind = 'request.file' "
-                            "AND json_extract(data, '$.key') = ?", (key,))
+        done = store.scalar("SELECT id FROM requests WHERE source_key = ?", (key,))
         if done is not None:
             return get(store, done)
     category, urgency = classify(text, app.settings)
@@ -77,9 +76,9 @@ def file_request(app, *, resident: dict, text: str, alert_id: int | None = None,
     with store.transaction() as conn:
         rid = conn.execute(
             "INSERT INTO requests (resident_id, household_id, building_id, alert_id, text, "
-            "category, urgency, place, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            "category, urgency, place, created_at, source_key) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (resident["id"], resident.get("household_id"), building_id, alert_id, text.strip(),
-             category, urgency, extract_place(text), now)).lastrowid
+             category, urgency, extract_place(text), now, key)).lastrowid
         for m in media or []:
             insert_media(store, rid, m, now)
         log_event(store, now, "request.file", rid, resident["id"], key=key, alert_id=alert_id,

@@ -330,6 +330,17 @@ MIGRATIONS: list[str] = [
         acked = (SELECT COUNT(*) FROM ack_firsts f
                  WHERE f.alert_id = coverage_counts.alert_id AND f.building_id = coverage_counts.building_id);
     """,
+    # 4: a request remembers the message it was filed from (idempotent filing without scanning
+    # the event log), and the indexes the requests queue and reminders read by
+    """
+    ALTER TABLE requests ADD COLUMN source_key TEXT;
+    UPDATE requests SET source_key = (SELECT json_extract(e.data, '$.key') FROM events e
+        WHERE e.kind = 'request.file' AND e.ref_id = requests.id LIMIT 1);
+    CREATE UNIQUE INDEX requests_source_key ON requests(source_key) WHERE source_key IS NOT NULL;
+    CREATE INDEX requests_resident ON requests(resident_id, created_at);
+    CREATE INDEX requests_building ON requests(building_id, state);
+    CREATE INDEX events_kind ON events(kind, ref_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -103,15 +103,19 @@ async def test_rate_limit_respected_per_fake_minute():
 async def test_timeout_then_retry_is_deduplicated_by_the_platform():
     """A timed-out call may still have been delivered: the retry is at-least-once, and
     enable_duplicate_check stops the member seeing it twice."""
-    r = await make_rig(send={"timeout_s": 0.01})
+    r = await make_rig(send={"timeout_s": 0.3})
     try:
-        r.world.sleep = asyncio.sleep  # a real (short) delay, beyond our client timeout
         r.world.register_user("u1")
-        r.world.inject(SEND, latency_s=0.03)
+        await r.senders["wecom_user"].api.token.get()  # the token fetch is not what times out
+        r.world.sleep = asyncio.sleep  # a real delay, beyond our client timeout
+        r.world.inject(SEND, latency_s=0.6)
         r.outbox.enqueue("k", "wecom_user", "u1", {"text": "x"})
         await r.outbox.drain()
         assert r.rows()[0]["state"] == "pending"
-        await asyncio.sleep(0.03)  # the slow call completes on the platform side
+        for _ in range(200):  # the slow call still completes on the platform side
+            if r.world.messages_for("u1"):
+                break
+            await asyncio.sleep(0.01)
         r.clock.advance(1)
         await r.outbox.drain()
         assert r.rows()[0]["state"] == "sent"
