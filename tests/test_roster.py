@@ -204,3 +204,26 @@ def test_store_schema_and_events_append_only(tmp_path):
         s.conn.execute("DELETE FROM events")
     s.close()
     assert Store(tmp_path / "s.db").version == SCHEMA_VERSION  # reopening migrates nothing
+
+
+def test_forward_migration_keeps_data(tmp_path):
+    """A store left at an older schema version is migrated forward in place, data kept."""
+    import sqlite3
+
+    from bot import store as store_mod
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    for version, script in enumerate(store_mod.MIGRATIONS[:3], start=1):
+        for statement in store_mod._split_sql(script):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={version}")
+    conn.execute("INSERT INTO requests (id, text, created_at) VALUES (7, '楼道灯坏了', 1.0)")
+    conn.execute("INSERT INTO events (at, kind, ref_type, ref_id, data) VALUES "
+                 "(1.0, 'request.file', 'request', 7, '{\"key\": \"inbound:42\"}')")
+    conn.commit()
+    conn.close()
+    s = Store(path)
+    assert s.version == store_mod.SCHEMA_VERSION
+    assert s.q1("SELECT text, source_key FROM requests WHERE id=7") == {"text": "楼道灯坏了",
+                                                                       "source_key": "inbound:42"}
