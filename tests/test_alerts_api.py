@@ -1,27 +1,9 @@
 """The warnings JSON API: staff issue (with preview), update and lift; leads read their area only;
 no CSRF token, no write."""
 from aiohttp.test_utils import TestClient
-
-import pytest
-from test_dashboard import PASSWORD, building_lead, login, session_csrf  # noqa: F401 (fixtures below)
+from test_dashboard import building_lead, client, login, rig, session_csrf  # noqa: F401 (fixtures)
 
 from bot.web import auth
-from sim_rig import close_sim, make_sim
-
-
-@pytest.fixture
-async def rig(tmp_path):
-    rig = await make_sim(tmp_path, households=50, dashboard={"password": PASSWORD})
-    yield rig
-    await close_sim(rig)
-
-
-@pytest.fixture
-async def client(rig):
-    c = TestClient(rig.server)
-    await c.start_server()
-    yield c
-    await c.close()
 
 
 async def test_issue_update_lift_and_read(rig, client):
