@@ -30,7 +30,8 @@ def record(app, msg: Inbound) -> Inbound | None:
     already recorded (a platform retry, before or after a restart)."""
     # a front process only records; the worker looks the sender up when it handles the row
     resident = None if getattr(app, "role", "all") == "front" else find_resident(app.store, msg.channel, msg.user_id)
-    cur = app.store.conn.execute(
+    conn = getattr(app, "record_conn", None) or app.store.conn  # a front's non-blocking connection
+    cur = conn.execute(
         "INSERT OR IGNORE INTO inbound (dedupe_key, channel, user_id, resident_id, chat_id, "
         "msg_type, content, event, at, received_at, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         (msg.dedupe_key, msg.channel, msg.user_id, resident["id"] if resident else None,

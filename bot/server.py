@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 
@@ -119,9 +120,14 @@ async def serve_front(settings) -> int:
     # a WAL checkpoint (with its fsync) would run inside whichever commit crosses the threshold;
     # leave them to the worker so a front's answer never waits for one
     app.store.conn.execute("PRAGMA wal_autocheckpoint=0")
-    # wait for the write lock in inbound.record_async (yielding to other requests), not in
-    # SQLite's busy handler, which would put the whole event loop to sleep
-    app.store.conn.execute("PRAGMA busy_timeout=0")
+    # callbacks are recorded on a connection of their own that never blocks: it waits for the
+    # write lock in inbound.record_async (yielding to other requests), not in SQLite's busy
+    # handler, which would put the whole event loop to sleep. Dashboard writes keep the normal
+    # connection and its busy timeout.
+    app.record_conn = sqlite3.connect(app.store.path, isolation_level=None, check_same_thread=False)
+    for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL", "busy_timeout=0",
+                   "wal_autocheckpoint=0"):
+        app.record_conn.execute(f"PRAGMA {pragma}")
     runner = await start_app(app, settings.server.host, settings.server.port, reuse_port=True)
     parent = os.getppid()
 
