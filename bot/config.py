@@ -102,6 +102,8 @@ class RequestSettings:
     accept_within_h: int = 4
     accept_within_h_urgent: int = 1
     resolve_within_d: int = 3
+    resolve_within_h_urgent: int = 12
+    resolve_within_d_by_category: dict = field(default_factory=lambda: {"water": 1, "safety": 1, "elderly": 1})
     rate_after_h: int = 24
     urgent_words: list = field(default_factory=lambda: ["进水", "着火", "起火", "受伤", "被困", "晕倒", "漏电", "救命"])
     categories: dict = field(default_factory=lambda: {

@@ -35,6 +35,14 @@ class Due:
     phase: str = ""  # escalate: 'accept' | 'resolve'
 
 
+def resolve_period_s(req: dict, rs) -> float:
+    """How long a request may stay unresolved before it goes one level up: per urgency, then
+    per category ([requests] resolve_within_d_by_category), then the default."""
+    if req["urgency"] == "urgent":
+        return rs.resolve_within_h_urgent * 3600.0
+    return float(rs.resolve_within_d_by_category.get(req["category"], rs.resolve_within_d)) * 86400.0
+
+
 def _due(req: dict, rs) -> Due | None:
     """The next reminder this request is waiting for, or None."""
     state, level = req["state"], req["escalation_level"]
@@ -49,7 +57,7 @@ def _due(req: dict, rs) -> Due | None:
             reopened = req["reopened"] > 0 and req["rated_at"] is not None
             start = req["rated_at"] if reopened else req["created_at"]
             base = LEVEL_GRID if reopened else 0
-            period, phase = rs.resolve_within_d * 86400, "resolve"
+            period, phase = resolve_period_s(req, rs), "resolve"
         return Due(start + period * (level - base + 1), "escalate", req["id"], level + 1, phase)
     if state == "resolved":
         if req["rate_asked_at"] is None:

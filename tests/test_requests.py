@@ -311,6 +311,18 @@ async def test_unresolved_request_escalates_after_days(app):
     assert "还没有办结" in texts_to(app, "grid1")[-1]
 
 
+async def test_resolve_deadline_per_category_and_urgency(app):
+    water = file(app, text="楼下下水道堵了")["id"]  # water: 1 day in the checked-in config
+    R.accept(app, person(app, "王楼长"), water)
+    assert R.next_due_at(app) == NOW + 1 * D
+    urgent = file(app, text="电梯里有人被困")["id"]
+    R.accept(app, person(app, "王楼长"), urgent)
+    req = app.store.q1("SELECT * FROM requests WHERE id=?", (urgent,))
+    assert req["urgency"] == "urgent"
+    from bot.request_reminders import resolve_period_s
+    assert resolve_period_s(req, app.settings.requests) == 12 * H
+
+
 async def test_rating_is_asked_once_then_the_request_closes_unrated(app):
     rid = file(app)["id"]
     lead = person(app, "王楼长")
