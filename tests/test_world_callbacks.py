@@ -68,3 +68,13 @@ async def test_duplicate_delivery_is_processed_once(sim):
     assert sim.store.scalar("SELECT COUNT(*) FROM requests WHERE text='小区门口积水很深'") == 1
     replies = sim.store.q("SELECT * FROM sends WHERE purpose IN ('reply','request') AND target=?", (r["oa_openid"],))
     assert len(replies) == 1
+
+
+async def test_oa_message_outside_the_48h_window_goes_as_a_service_notice(sim):
+    r = someone(sim.store)  # never wrote to the OA: a customer-service message is refused
+    sim.app.outbox.enqueue("note:1", "oa_cs", r["oa_openid"], {"text": "您的报事 #1 已办结"}, purpose="request")
+    await sim.app.settle()
+    rows = {x["key"]: x for x in sim.store.q("SELECT * FROM sends WHERE key LIKE 'note:1%'")}
+    assert rows["note:1"]["state"] == "failed" and rows["note:1"]["error_code"] == 45015
+    assert rows["note:1:notice"]["channel"] == "oa_template" and rows["note:1:notice"]["state"] == "sent"
+    assert [d.via for d in sim.world.state.messages_for(r["oa_openid"]) if "#1 已办结" in d.text] == ["oa_template"]
