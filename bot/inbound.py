@@ -108,7 +108,7 @@ async def process(app, msg: Inbound) -> None:
 COMMIT_EVERY = 16
 
 
-async def consume(app, *, idle_s: float = 0.02, batch: int = 200, burst_pause_s: float = 0.004) -> None:
+async def consume(app, *, idle_s: float = 0.02, batch: int = 200, burst_pause_s: float = 0.02) -> None:
     """The worker's loop when front processes receive the callbacks: handle recorded messages in
     arrival order (a conversation's "发布" before its "确认"), polling the table when idle."""
     import asyncio
