@@ -7,6 +7,8 @@ every state recorded. "Reached" is the world's ground truth: residents a message
 
 Baseline, same process and machine: the same warning sent to a sample of residents one direct
 message each (OA template notices), the way a bot without the tree and group posts would do it.
+It runs under the same configured OA rate limit (10,000/min), so beyond a burst it is bounded by
+what the platform allows per API, not by Linli's CPU.
 Also: coverage() at 100k with 70% of households acknowledged (goal < 100 ms).
 
     python -m bench relay [--residents 100000] [--baseline 5000]
