@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SECRET_KEYS = {"secret", "token", "encoding_aes_key", "app_secret", "password", "link_secret"}
+SECRET_KEYS = {"secret", "token", "encoding_aes_key", "app_secret", "password", "link_secret", "feed_token"}
 
 
 class ConfigError(Exception):
@@ -34,6 +34,7 @@ class ServerSettings:
     timestamp_window_s: int = 300  # 0 turns the freshness check off
     max_body_bytes: int = 65536
     link_secret: str = "change-me-link-secret"  # signs per-household ack links
+    feed_token: str = ""  # bearer token for POST /api/alerts/cap (a weather feed); empty = off
     # with front processes, the worker runs at this lower CPU priority: under a burst the
     # fronts answer the platform first (its 5 s deadline), the worker catches up after
     worker_nice: int = 0

@@ -52,3 +52,27 @@ async def test_ingest_issue_update_cancel_once(sim):
     assert sim.store.q1("SELECT action FROM alerts WHERE id=?", (third,))["action"] == "lift"
     assert sim.store.q1("SELECT state FROM alerts WHERE id=?", (second,))["state"] == "lifted"
     assert sim.store.scalar("SELECT COUNT(*) FROM alerts") == 3
+
+
+async def test_feed_endpoint_needs_its_token(tmp_path):
+    import aiohttp
+
+    rig = await make_sim(tmp_path, households=20, server={"feed_token": "feed-secret"})
+    try:
+        rig.clock.t = 1_717_200_000.0
+        url = str(rig.server.make_url("/api/alerts/cap"))
+        body = (DATA / "cap_thunderstorm.xml").read_bytes()
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, data=body) as r:
+                assert r.status == 401
+            async with http.post(url, data=body, headers={"Authorization": "Bearer wrong"}) as r:
+                assert r.status == 401
+            async with http.post(url, data=body, headers={"Authorization": "Bearer feed-secret"}) as r:
+                assert r.status == 201
+            async with http.post(url, data=body, headers={"Authorization": "Bearer feed-secret"}) as r:
+                assert (await r.json()) == {"duplicate": True}
+            async with http.post(url, data=b"<alert>", headers={"Authorization": "Bearer feed-secret"}) as r:
+                assert r.status == 400
+        assert rig.store.scalar("SELECT COUNT(*) FROM alerts") == 1
+    finally:
+        await close_sim(rig)

@@ -108,6 +108,27 @@ def add_alert_routes(wa: web.Application, app) -> None:
         escalation.rearm(app)
         return web.json_response({"id": alert_id}, status=201)
 
+    async def cap_feed(request: web.Request) -> web.Response:
+        """A weather service pushes CAP 1.2 XML here with `Authorization: Bearer <feed_token>`."""
+        import hmac
+
+        from bot import cap
+
+        token = app.settings.server.feed_token
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not token or not hmac.compare_digest(given.encode(), token.encode()):
+            raise web.HTTPUnauthorized(text="feed token required")
+        body = await request.content.read(cap.MAX_BYTES + 1)
+        try:
+            alert_id = cap.ingest(app, body)
+        except AlertError as e:
+            return _bad(e)
+        if alert_id is None:
+            return web.json_response({"duplicate": True})
+        escalation.rearm(app)
+        return web.json_response({"id": alert_id}, status=201)
+
+    wa.router.add_post("/api/alerts/cap", cap_feed)
     wa.router.add_get("/api/alerts", list_)
     wa.router.add_post("/api/alerts", create)
     wa.router.add_get(r"/api/alerts/{id:\d+}", detail)
