@@ -500,13 +500,20 @@ def make_platform_app(world: WorldState) -> web.Application:
         token, ttl = W.issue_token("oa")
         return web.json_response({"access_token": token, "expires_in": ttl})  # no errcode: as real
 
-    async def custom_send(request: web.Request):
+    async def to_follower(request: web.Request):
+        """(error response or None, body, openid) for an OA send to one follower."""
         bad, body = await authed(request, "oa")
         if bad:
-            return bad
+            return bad, None, None
         openid = body.get("touser")
         if openid not in W.openids:
-            return _err(40003, "invalid openid")
+            return _err(40003, "invalid openid"), None, None
+        return None, body, openid
+
+    async def custom_send(request: web.Request):
+        bad, body, openid = await to_follower(request)
+        if bad:
+            return bad
         content = _content(body)
         if content is None or content[0] != "text":
             return _err(40008, "invalid message type")
@@ -520,12 +527,9 @@ def make_platform_app(world: WorldState) -> web.Application:
         return _ok()
 
     async def template_send(request: web.Request):
-        bad, body = await authed(request, "oa")
+        bad, body, openid = await to_follower(request)
         if bad:
             return bad
-        openid = body.get("touser")
-        if openid not in W.openids:
-            return _err(40003, "invalid openid")
         if not body.get("template_id"):
             return _err(40037, "invalid template_id")
         data = body.get("data") or {}
