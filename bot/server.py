@@ -93,8 +93,8 @@ async def serve(settings, *, config_path: str = "config.toml", fronts: int = 0) 
             os.nice(settings.server.worker_nice)  # after the fork: the fronts keep normal priority
     rearm = asyncio.create_task(_periodic_rearm(app))
     log.info("Linli serving on http://%s:%s (callbacks: /wecom/callback, /oa/callback)", host, port)
-    print(f"linli: serving on http://{host}:{port}" + (f" ({fronts} front processes + worker)" if fronts else ""),
-          flush=True)
+    print(f"linli: serving on http://{host}:{port} (dashboard /, callbacks /wecom/callback and /oa/callback)"
+          + (f"; {fronts} front process(es) + this worker" if fronts else ""), flush=True)
     try:
         await _until_stopped(children=workers)
     finally:
@@ -157,7 +157,8 @@ async def run_world(settings, *, speed: float = 1.0) -> int:
     linli_url = f"http://{settings.server.host}:{settings.server.port}"
     await world.connect(linli_url)
     print(f"world: platform APIs on {url}; delivering callbacks to {linli_url}; "
-          f"{len(world.people.person)} people, {len(world.state.groups)} groups", flush=True)
+          f"{len(world.people.person)} people, {len(world.state.groups)} groups; chat window {url}/chat",
+          flush=True)
     runner = asyncio.create_task(world.run_forever())
     try:
         await _until_stopped()
