@@ -7,11 +7,16 @@ restart) no-ops.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 
 from bot.models import Inbound
 
 log = logging.getLogger("linli.inbound")
+
+# what is kept of an Inbound (besides the raw XML) to rebuild it without parsing
+_FIELDS = ("channel", "user_id", "msg_type", "text", "event", "event_key", "chat_id", "msg_id", "at",
+           "media_id")
 
 # which `residents` column holds each channel's user id
 _ID_COLUMN = {"wecom": "wecom_userid", "oa": "oa_openid"}
@@ -33,9 +38,10 @@ def record(app, msg: Inbound) -> Inbound | None:
     conn = getattr(app, "record_conn", None) or app.store.conn  # a front's non-blocking connection
     cur = conn.execute(
         "INSERT OR IGNORE INTO inbound (dedupe_key, channel, user_id, resident_id, chat_id, "
-        "msg_type, content, event, at, received_at, raw) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        "msg_type, content, event, at, received_at, raw, fields) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         (msg.dedupe_key, msg.channel, msg.user_id, resident["id"] if resident else None,
-         msg.chat_id, msg.msg_type, msg.text, msg.event, msg.at, app.clock.now(), msg.raw))
+         msg.chat_id, msg.msg_type, msg.text, msg.event, msg.at, app.clock.now(), msg.raw,
+         json.dumps({f: getattr(msg, f) for f in _FIELDS}, ensure_ascii=False)))
     if cur.rowcount == 0:
         return None
     return dataclasses.replace(msg, inbound_id=cur.lastrowid, resident=resident)
@@ -77,7 +83,10 @@ def pending(app, limit: int | None = None, after: int = 0) -> list[Inbound]:
         sql += f" LIMIT {int(limit)}"
     for row in app.store.q(sql, (after,)):
         try:
-            msg = parsers[row["channel"]](row["raw"])
+            if row.get("fields"):  # normalised when it was recorded: no second XML parse
+                msg = Inbound(**json.loads(row["fields"]), raw=row["raw"])
+            else:
+                msg = parsers[row["channel"]](row["raw"])
         except Exception as e:
             mark(app, row["id"], "failed", f"cannot re-read stored XML: {e}"[:1000])
             continue

@@ -341,6 +341,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX requests_building ON requests(building_id, state);
     CREATE INDEX events_kind ON events(kind, ref_id);
     """,
+    # 5: the normalised message next to its raw XML, so the worker does not parse it again
+    """
+    ALTER TABLE inbound ADD COLUMN fields TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -18,6 +18,7 @@ def env() -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=jinja2.select_autoescape(["html"]),
         undefined=jinja2.StrictUndefined,  # a missing variable is a bug, not a blank in a message
+        auto_reload=False,  # templates ship with the code; no stat() per message
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,

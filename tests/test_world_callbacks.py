@@ -78,3 +78,15 @@ async def test_oa_message_outside_the_48h_window_goes_as_a_service_notice(sim):
     assert rows["note:1"]["state"] == "failed" and rows["note:1"]["error_code"] == 45015
     assert rows["note:1:notice"]["channel"] == "oa_template" and rows["note:1:notice"]["state"] == "sent"
     assert [d.via for d in sim.world.state.messages_for(r["oa_openid"]) if "#1 已办结" in d.text] == ["oa_template"]
+
+
+async def test_rows_recorded_before_the_fields_column_are_parsed_from_raw(sim):
+    from bot import inbound
+
+    r = someone(sim.store)
+    xml = sim.world.people.callbacks.xml("oa", r["oa_openid"], text="楼道里有积水", msg_id=424242)
+    sim.store.conn.execute(
+        "INSERT INTO inbound (dedupe_key, channel, user_id, msg_type, content, at, received_at, raw) "
+        "VALUES ('oa:msg:424242', 'oa', ?, 'text', '楼道里有积水', 1, 1, ?)", (r["oa_openid"], xml))
+    (msg,) = inbound.pending(sim.app)
+    assert (msg.text, msg.msg_id, msg.resident["id"]) == ("楼道里有积水", "424242", r["id"])
