@@ -60,7 +60,7 @@ class Ctx:
         ref = self.msg.inbound_id if self.msg.inbound_id is not None else self.msg.dedupe_key
         return self.app.outbox.enqueue(
             key=f"reply:{ref}:{self._replies}", channel=REPLY_CHANNEL[self.msg.channel],
-            target=self.msg.user_id, payload={"text": text}, purpose="reply")
+            target=self.msg.user_id, payload={"text": text, "dedupe": False}, purpose="reply")
 
 
 @dataclass

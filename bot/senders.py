@@ -224,8 +224,11 @@ class WecomUserSender:
         msgtype, content = _content(payload, markdown_ok=True)
         body = {"touser": target, "msgtype": msgtype, "agentid": self.agent_id,
                 msgtype: _body(content),
-                # the outbox is at-least-once: a resend after a crash is dropped by the platform
-                "enable_duplicate_check": 1, "duplicate_check_interval": 1800}
+                # the outbox is at-least-once: a resend after a crash is dropped by the platform.
+                # Conversational replies opt out: the same "谢谢" to the same person twice in
+                # 30 minutes is legitimate, and the platform would drop the second silently.
+                "enable_duplicate_check": 1 if payload.get("dedupe", True) else 0,
+                "duplicate_check_interval": 1800}
         await self.bucket.acquire()
         data, err = await self.api.call("/cgi-bin/message/send", body)
         if err:

@@ -111,7 +111,7 @@ async def test_text_round_trip_unknown_user_gets_register_reply(tmp_path, kind):
     assert send["channel"] == ("wecom_user" if kind == "wecom" else "oa_cs")
     assert send["target"] == "stranger" and send["purpose"] == "reply"
     assert json.loads(send["payload"]) == {
-        "text": texts.render("messages/onboarding_unregistered.j2")}
+        "text": texts.render("messages/onboarding_unregistered.j2"), "dedupe": False}
 
 
 @pytest.mark.parametrize("kind", ["wecom", "oa", "oa_plain"])

@@ -178,3 +178,15 @@ async def test_per_member_limit_waits_instead_of_losing_messages():
     assert len(rig.world.messages_for("worker")) == 40
     assert rig.max_per_minute("/cgi-bin/message/send") <= 30
     await close_rig(rig)
+
+
+async def test_replies_skip_the_platform_duplicate_check(rig):
+    # the same "谢谢" twice within 30 minutes is legitimate: a reply opts out of the check that
+    # protects relay sends from a resend after a crash (the platform would drop it silently)
+    rig.world.register_user("u9")
+    s = rig.senders["wecom_user"]
+    for _ in range(2):
+        assert (await s.send("u9", {"text": "谢谢", "dedupe": False})).ok
+    for _ in range(2):
+        assert (await s.send("u9", {"text": "预警"})).ok
+    assert [d.text for d in rig.world.messages_for("u9")] == ["谢谢", "谢谢", "预警"]
