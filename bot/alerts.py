@@ -109,6 +109,17 @@ def render(store, alert: dict, template: str = "messages/alert_group.j2", **extr
     return texts.render(template, **render_context(store, alert), **extra)
 
 
+def preview(store, draft: Draft) -> dict:
+    """What issuing `draft` would send and to how many: text, buildings, households."""
+    alert_like = dict(type=draft.type, colour=draft.colour, action=draft.action, text=draft.text,
+                      poll=draft.is_poll and draft.action != "lift", supersedes_id=draft.supersedes_id)
+    buildings = scope_buildings(store, draft.scope)
+    households = store.scalar(
+        f"SELECT COUNT(*) FROM households WHERE active=1 AND building_id IN ({','.join('?' * len(buildings)) or 'NULL'})",
+        buildings)
+    return {"text": render(store, alert_like), "buildings": len(buildings), "households": households}
+
+
 def issue(app, draft: Draft) -> int:
     """Create the alert and its relay plan atomically. Returns the alert id."""
     from bot import relay

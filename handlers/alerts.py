@@ -46,16 +46,12 @@ def _pending(ctx: Ctx, msg: Inbound) -> bool | dict:
 
 
 async def _preview(ctx: Ctx, data: dict) -> None:
-    store = ctx.store
-    alert_like = dict(type=data["type"], colour=data["colour"], action=data["action"], text=data["text"],
-                      poll=Draft(type=data["type"], colour=data["colour"]).is_poll and data["action"] != "lift",
-                      supersedes_id=data.get("supersedes_id"))
-    households = store.scalar(
-        "SELECT COUNT(*) FROM households WHERE active=1 AND building_id IN (%s)" %
-        ",".join(str(b) for b in alerts_mod.scope_buildings(store, data["scope"])) or "NULL")
+    draft = Draft(type=data["type"], colour=data["colour"], text=data["text"], scope=data["scope"],
+                  action=data["action"], supersedes_id=data.get("supersedes_id"))
+    shown = alerts_mod.preview(ctx.store, draft)
     _remember(ctx, data)
-    await ctx.reply("messages/alert_preview.j2", body=alerts_mod.render(store, alert_like),
-                    households=households, scope_names=data.get("scope_names") or [])
+    await ctx.reply("messages/alert_preview.j2", body=shown["text"], households=shown["households"],
+                    scope_names=data.get("scope_names") or [])
 
 
 @router.text(staff, text_regex(_ISSUE))

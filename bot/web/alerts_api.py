@@ -84,10 +84,8 @@ def add_alert_routes(wa: web.Application, app) -> None:
                           poll=body.get("poll"), expires_h=body.get("expires_h"),
                           issuer_id=(user.person or {}).get("id"))
             if body.get("preview"):
-                alert_like = dict(type=draft.type, colour=draft.colour, action="issue", text=draft.text,
-                                  poll=draft.is_poll, supersedes_id=None)
-                buildings = alerts_mod.scope_buildings(store, draft.scope)
-                return web.json_response({"text": alerts_mod.render(store, alert_like), "buildings": len(buildings)})
+                shown = alerts_mod.preview(store, draft)
+                return web.json_response({"text": shown["text"], "buildings": shown["buildings"]})
             alert_id = alerts_mod.issue(app, draft)
         except AlertError as e:
             return _bad(e)

@@ -81,17 +81,11 @@ async def submit(request: web.Request) -> web.Response:
     if posted.get("step") == "edit":
         return await form(request, draft=draft)
     if posted.get("step") != "confirm":
-        buildings = alerts.scope_buildings(app.store, scope)
-        marks = ",".join("?" * len(buildings)) or "NULL"
-        households = app.store.scalar(
-            f"SELECT COUNT(*) FROM households WHERE active=1 AND building_id IN ({marks})", buildings)
+        shown = alerts.preview(app.store, draft)
         names = [n["path"] for n in app.store.q(
             f"SELECT path FROM nodes WHERE id IN ({','.join('?' * len(scope))}) ORDER BY path", scope)]
-        message = alerts.render(app.store, {"type": draft.type, "colour": draft.colour,
-                                            "action": "issue", "text": draft.text,
-                                            "poll": draft.is_poll, "supersedes_id": None})
         return render(request, user, "preview.html", draft=draft, scope=scope, names=names,
-                      buildings=len(buildings), households=households, message=message)
+                      buildings=shown["buildings"], households=shown["households"], message=shown["text"])
     try:
         alert_id = alerts.issue(app, draft)
     except AlertError as e:
