@@ -111,21 +111,6 @@ def _time_to(store, alert_id: int, acked: int, total: int, frac: float, start: f
     return at - start
 
 
-def curve(store, alert_id: int, points: int = 60) -> list[tuple[float, float]]:
-    """(seconds since issue, % households acknowledged) for the time-to-coverage chart."""
-    alert = store.q1("SELECT created_at FROM alerts WHERE id=?", (alert_id,))
-    total = store.scalar("SELECT SUM(households) FROM coverage_counts WHERE alert_id=?", (alert_id,)) or 0
-    firsts = [r[0] - alert["created_at"] for r in store.conn.execute(
-        "SELECT at FROM ack_firsts WHERE alert_id=? ORDER BY at", (alert_id,))]
-    if not firsts or not total:
-        return [(0.0, 0.0)]
-    step = max(1, len(firsts) // points)
-    out = [(0.0, 0.0)] + [(firsts[i], 100.0 * (i + 1) / total) for i in range(step - 1, len(firsts), step)]
-    if out[-1][0] != firsts[-1]:
-        out.append((firsts[-1], 100.0 * len(firsts) / total))
-    return out
-
-
 def unacked_households(store, alert_id: int, building_id: int | None = None) -> list[dict]:
     sql = ("SELECT h.* FROM alert_scope s JOIN households h ON h.building_id = s.building_id "
            "AND h.active=1 WHERE s.alert_id=? AND NOT EXISTS (SELECT 1 FROM acks a WHERE "

@@ -12,18 +12,7 @@ from bot import escalation
 from bot.acks import coverage
 from bot.alerts import AlertError, Draft
 from bot.web import auth
-
-
-def _prune(node: dict, scope: frozenset) -> dict | None:
-    """The coverage tree cut to the buildings a lead may see, with sums recomputed from them."""
-    if node["kind"] == "building":
-        return dict(node, children=[]) if node["id"] in scope else None
-    kids = [k for k in (_prune(c, scope) for c in node["children"]) if k]
-    if not kids:
-        return None
-    sums = {k: sum(c[k] for c in kids) for k in ("households", "reached", "acked", "help")}
-    sums["pct"] = round(100.0 * sums["acked"] / sums["households"], 1) if sums["households"] else 0.0
-    return dict(node, children=kids, **sums)
+from bot.web.alert_view import prune
 
 
 def _bad(e: AlertError) -> web.Response:
@@ -62,7 +51,7 @@ def add_alert_routes(wa: web.Application, app) -> None:
             raise web.HTTPNotFound(text="no such alert")
         cov = coverage(store, alert_id)
         if user.scope is not None:
-            cov["tree"] = [t for t in (_prune(r, user.scope) for r in cov["tree"]) if t]
+            cov["tree"] = prune(cov["tree"], user.scope)
             if not cov["tree"]:
                 raise web.HTTPForbidden(text="outside your area")
             for k in ("households", "reached", "acked"):
