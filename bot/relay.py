@@ -164,18 +164,17 @@ def reachable_households(store, building_id: int) -> list[int]:
         "AND (r.oa_openid IS NOT NULL OR r.wecom_userid IS NOT NULL)", (building_id,))]
 
 
-def member_households(store, node_id: int) -> list[int]:
+def member_households(store, node_id: int, kind: str) -> list[int]:
     """Households a group message on this node reaches, from the register: a building group holds
     the building's residents on WeChat; a compound group the leads of its buildings; a grid group
     its grid leads; the community group its staff (those two mostly live elsewhere)."""
-    node = store.q1("SELECT kind FROM nodes WHERE id=?", (node_id,))
-    if node["kind"] == "building":
+    if kind == "building":
         return reachable_households(store, node_id)
-    if node["kind"] == "compound":
+    if kind == "compound":
         sql = ("SELECT DISTINCT r.household_id AS id FROM node_leads l JOIN nodes b ON b.id=l.node_id "
                "JOIN residents r ON r.id=l.resident_id WHERE b.parent_id=? AND r.active=1 "
                "AND r.household_id IS NOT NULL AND r.wecom_userid IS NOT NULL")
-    elif node["kind"] == "grid":
+    elif kind == "grid":
         sql = ("SELECT DISTINCT r.household_id AS id FROM node_leads l JOIN residents r ON r.id=l.resident_id "
                "WHERE l.node_id=? AND r.active=1 AND r.household_id IS NOT NULL AND r.wecom_userid IS NOT NULL")
     else:
@@ -186,8 +185,9 @@ def member_households(store, node_id: int) -> list[int]:
 
 def deliver_building(store, alert_id: int, node_id: int, via: str, at: float) -> int:
     """Record the households a done hop reached (only those in the alert's scope count)."""
-    households = member_households(store, node_id)
-    if households and store.scalar("SELECT kind FROM nodes WHERE id=?", (node_id,)) != "building":
+    kind = store.scalar("SELECT kind FROM nodes WHERE id=?", (node_id,))
+    households = member_households(store, node_id, kind)
+    if households and kind != "building":
         households = [r["id"] for r in store.q(
             f"SELECT id FROM households WHERE id IN ({','.join('?' * len(households))}) AND building_id IN "
             "(SELECT building_id FROM alert_scope WHERE alert_id=?)", (*households, alert_id))]
@@ -198,14 +198,22 @@ def deliver_building(store, alert_id: int, node_id: int, via: str, at: float) ->
 
 
 def hop_done(app, hop: dict, state: str, by: int | None = None) -> None:
+    """Mark a hop posted/forwarded and record the households its group reached. A forward that
+    comes after the hop moved on (escalated, failed) keeps that state but still counts: the
+    group did get the warning."""
     store, now = app.store, app.clock.now()
-    with store.transaction():
-        n = store.conn.execute(
+    with store.transaction() as conn:
+        n = conn.execute(
             "UPDATE hops SET state=?, done_at=?, done_by=?, deadline_at=NULL WHERE id=? "
             "AND state IN ('pending','asked')", (state, now, by, hop["id"])).rowcount
+        event = f"hop.{state}"
+        if not n and state == "forwarded":
+            n = conn.execute("UPDATE hops SET done_at=?, done_by=? WHERE id=? AND done_by IS NULL",
+                             (now, by, hop["id"])).rowcount
+            event = "hop.forwarded_late"
         if n:
             deliver_building(store, hop["alert_id"], hop["node_id"], state, now)
-            store.log(now, f"hop.{state}", "hop", hop["id"], by, alert_id=hop["alert_id"])
+            store.log(now, event, "hop", hop["id"], by, alert_id=hop["alert_id"])
 
 
 USER_CHANNELS = ("wecom_user", "oa_template", "oa_cs")
@@ -253,8 +261,7 @@ def install(app) -> None:
 
 
 def lead_forwarded(app, resident: dict) -> list[str]:
-    """A lead says "已转发": every hop they were asked about is done. A lead who forwards after
-    the hop moved on (escalated to someone else) still counts: the group did get it."""
+    """A lead says "已转发": every hop they were asked about is done (see hop_done for late ones)."""
     store = app.store
     hops = store.q(
         "SELECT h.*, g.name AS group_name FROM hops h LEFT JOIN chat_groups g ON g.id = h.group_id "
@@ -266,14 +273,7 @@ def lead_forwarded(app, resident: dict) -> list[str]:
             send = store.q1("SELECT id FROM sends WHERE key=? AND state='waiting'", (f"hop:{hop['id']}:customer",))
             if send:
                 app.outbox.mark_confirmed(send["id"])
-        if hop["state"] == "asked":
-            hop_done(app, hop, "forwarded", by=resident["id"])
-        else:
-            with store.transaction():
-                store.conn.execute("UPDATE hops SET done_by=?, done_at=? WHERE id=?",
-                                   (resident["id"], app.clock.now(), hop["id"]))
-                deliver_building(store, hop["alert_id"], hop["node_id"], "forwarded", app.clock.now())
-                store.log(app.clock.now(), "hop.forwarded_late", "hop", hop["id"], resident["id"])
+        hop_done(app, hop, "forwarded", by=resident["id"])
     return [h["group_name"] or "" for h in hops]
 
 
