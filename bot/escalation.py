@@ -11,6 +11,7 @@ import logging
 
 from bot import alerts as alerts_mod
 from bot import relay, texts
+from bot import requests as requests_mod
 from bot.acks import coverage, unacked_households
 
 log = logging.getLogger("linli.escalation")
@@ -22,34 +23,30 @@ def _after(settings, table: str, colour: str) -> float:
     return 60.0 * float(minutes.get(colour, minutes.get("yellow", 30)))
 
 
-def next_due_at(app) -> float | None:
-    store, s = app.store, app.settings
-    times = []
-    t = store.scalar("SELECT MIN(h.deadline_at) FROM hops h JOIN alerts a ON a.id=h.alert_id "
-                     "WHERE h.state='asked' AND h.deadline_at IS NOT NULL AND a.state='active'")
-    if t is not None:
-        times.append(t)
-    for a in store.q("SELECT id, colour, created_at, expires_at, reminded_at, followups_at, summary_at "
-                     "FROM alerts WHERE summary_at IS NULL"):
-        if a["reminded_at"] is None:
-            times.append(a["created_at"] + _after(s, "remind_after_min", a["colour"]))
-        if a["followups_at"] is None:
-            times.append(a["created_at"] + _after(s, "followup_after_min", a["colour"]))
-        times.append(a["expires_at"])
-    try:
-        from bot import requests as requests_mod
+def _stages(settings, alert: dict) -> dict[str, float]:
+    """The alert's stages still to come and when each is due (the rows say which are done)."""
+    out = {"summary": alert["expires_at"]}
+    if alert["reminded_at"] is None:
+        out["remind"] = alert["created_at"] + _after(settings, "remind_after_min", alert["colour"])
+    if alert["followups_at"] is None:
+        out["followups"] = alert["created_at"] + _after(settings, "followup_after_min", alert["colour"])
+    return out
 
-        t = requests_mod.next_due_at(app)
-        if t is not None:
-            times.append(t)
-    except ImportError:
-        pass
+
+def next_due_at(app) -> float | None:
+    store = app.store
+    times = [t for t in (
+        store.scalar("SELECT MIN(h.deadline_at) FROM hops h JOIN alerts a ON a.id=h.alert_id "
+                     "WHERE h.state='asked' AND h.deadline_at IS NOT NULL AND a.state='active'"),
+        requests_mod.next_due_at(app)) if t is not None]
+    for a in store.q("SELECT * FROM alerts WHERE summary_at IS NULL"):
+        times.extend(_stages(app.settings, a).values())
     return min(times) if times else None
 
 
 async def run_due(app) -> dict:
     """Do everything due at app.clock.now(). Returns counts of what was done."""
-    store, now, s = app.store, app.clock.now(), app.settings
+    store, now = app.store, app.clock.now()
     done = {"hops": 0, "reminders": 0, "followups": 0, "summaries": 0, "requests": 0}
     # a superseded or lifted warning stops chasing: its successor has its own hops
     for hop in store.q("SELECT h.* FROM hops h JOIN alerts a ON a.id=h.alert_id WHERE h.state='asked' "
@@ -57,22 +54,15 @@ async def run_due(app) -> dict:
         relay.escalate_hop(app, hop)
         done["hops"] += 1
     for a in store.q("SELECT * FROM alerts WHERE summary_at IS NULL ORDER BY id"):
-        if a["reminded_at"] is None and now >= a["created_at"] + _after(s, "remind_after_min", a["colour"]):
+        due = {stage for stage, at in _stages(app.settings, a).items() if now >= at}
+        if "remind" in due:
             done["reminders"] += remind(app, a)
-        if a["followups_at"] is None and now >= a["created_at"] + _after(s, "followup_after_min", a["colour"]):
+        if "followups" in due:
             done["followups"] += create_followups(app, a)
-        if now >= a["expires_at"]:
+        if "summary" in due:
             send_summary(app, a, final=True)
             done["summaries"] += 1
-    try:
-        from bot import requests as requests_mod
-
-        result = requests_mod.run_due(app, now)
-        if hasattr(result, "__await__"):
-            result = await result
-        done["requests"] = len(result) if isinstance(result, list) else (result or 0)
-    except ImportError:
-        pass
+    done["requests"] = await requests_mod.run_due(app, now)
     app.outbox.kick()
     return done
 

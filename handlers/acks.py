@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from bot import relay
+from bot import requests as requests_mod
 from bot.acks import find_household, parse_reply, record_ack
 from bot.alerts import active_alert_for_household
 from bot.dispatcher import Ctx, Router
@@ -16,10 +17,6 @@ router = Router("acks")
 
 def _file_request(ctx: Ctx, text: str, alert_id: int, urgent: bool, resident: dict | None = None) -> int | None:
     """Hand the asking part of a reply to the requests workflow (it sends its own receipt)."""
-    try:
-        from bot import requests as requests_mod
-    except ImportError:  # without the requests module the text stays with the ack (acks.raw)
-        return None
     req = requests_mod.file_request(ctx.app, resident=resident or ctx.resident, text=text, alert_id=alert_id,
                                     force_urgent=urgent, key=f"inbound:{ctx.msg.inbound_id}")
     return req["id"] if req else None
