@@ -49,16 +49,6 @@ class App:
         self.dispatcher = build_dispatcher(self)
         self.scheduler = Scheduler(self.clock, settings.timezone)
         relay.install(self)
-        self.outbox.subscribe("*", self._oa_window_fallback)
-
-    async def _oa_window_fallback(self, row: dict, result) -> None:
-        """A customer-service message refused because the resident has not written in 48 h
-        (45015) goes again as a service notice (template message), which has no such window."""
-        if row["channel"] == "oa_cs" and row["state"] == "failed" and row["error_code"] == 45015:
-            import json
-
-            self.outbox.enqueue(row["key"] + ":notice", "oa_template", row["target"], json.loads(row["payload"]),
-                                alert_id=row["alert_id"], purpose=row["purpose"])
 
     # -- background work -------------------------------------------------------------
     def spawn(self, coro, name: str | None = None) -> asyncio.Task:

@@ -26,6 +26,10 @@ from bot.senders import SendResult
 log = logging.getLogger("linli.outbox")
 
 Hook = Callable[[dict, SendResult], Awaitable[None]]
+# a permanent refusal that another channel does not have: (channel, errcode) -> channel to try.
+# OA customer-service messages only reach people who wrote in the last 48 h (45015); a service
+# notice (template message) has no such window.
+FALLBACK = {("oa_cs", 45015): "oa_template"}
 IDLE_POLL_S = 1.0  # the worker re-checks for due rows at least this often (real seconds)
 
 
@@ -193,6 +197,10 @@ class Outbox:
         except Exception:
             log.exception("could not record the outcome of send %s", row["id"])
             return
+        fallback = FALLBACK.get((row["channel"], row["error_code"])) if row["state"] == "failed" else None
+        if fallback:
+            self.enqueue(row["key"] + ":notice", fallback, row["target"], json.loads(row["payload"]),
+                         alert_id=row["alert_id"], purpose=row["purpose"])
         for cb in self._hooks.get(row["purpose"], []) + self._hooks.get("*", []):
             try:
                 await cb(row, result)
