@@ -91,17 +91,17 @@ def remind(app, alert: dict) -> int:
         ids = {h["id"] for h in households}
         for p in store.q(f"SELECT * FROM residents WHERE active=1 AND household_id IN "
                          f"({','.join('?' * len(ids))})", tuple(ids)):
-            target = relay._dm(p)
+            target = relay.dm_target(p)
             if target:
                 rows.append(dict(key=f"remind:{alert['id']}:{p['id']}", channel=target[0], target=target[1],
                                  payload={"text": text}, purpose="remind", alert_id=alert["id"]))
-        lead = relay._lead(store, building_id, 0)
-        if lead and relay._dm(lead):
+        lead = relay.lead_of(store, building_id, 0)
+        if lead and relay.dm_target(lead):
             building = store.q1("SELECT name FROM nodes WHERE id=?", (building_id,))
             lead_text = texts.render("messages/alert_lead_list.j2", lead_name=lead["name"],
                                      building=building["name"], households=[h["label"] for h in households],
                                      **alerts_mod.render_context(store, alert))
-            channel, target = relay._dm(lead)
+            channel, target = relay.dm_target(lead)
             rows.append(dict(key=f"leadlist:{alert['id']}:{building_id}", channel=channel, target=target,
                              payload={"text": lead_text}, purpose="leadlist", alert_id=alert["id"]))
     with store.transaction():
@@ -137,7 +137,7 @@ def create_followups(app, alert: dict) -> int:
             store.log(now, "followup.created", "followup", fid, p["worker_id"], alert_id=alert["id"],
                       resident_id=p["id"])
             worker = {"wecom_userid": p["worker_userid"], "oa_openid": p["worker_openid"]}
-            target = relay._dm(worker) if p["worker_id"] else None
+            target = relay.dm_target(worker) if p["worker_id"] else None
             if target is None:
                 log.warning("followup %s: resident %s has no reachable social worker", fid, p["id"])
                 continue
@@ -158,7 +158,7 @@ def send_summary(app, alert: dict, *, final: bool) -> None:
         if final:
             conn.execute("UPDATE alerts SET summary_at=?, state=CASE WHEN state='active' THEN 'expired' "
                          "ELSE state END WHERE id=?", (now, alert["id"]))
-        target = relay._dm(issuer) if issuer else None
+        target = relay.dm_target(issuer) if issuer else None
         if target:
             app.outbox.enqueue(f"summary:{alert['id']}:{'final' if final else int(now)}", target[0], target[1],
                                {"text": text}, alert_id=alert["id"], purpose="summary")

@@ -6,9 +6,12 @@ restart) no-ops.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
+import sqlite3
+import time
 
 from bot.models import Inbound
 
@@ -51,10 +54,6 @@ async def record_async(app, msg: Inbound, *, give_up_s: float = 4.0) -> Inbound 
     """record(), waiting for the write lock without blocking the event loop. SQLite's own busy
     handler sleeps the whole thread (every request of this process would stall behind one
     insert); a front process sets busy_timeout=0 and waits here instead."""
-    import asyncio
-    import sqlite3
-    import time
-
     delay, deadline = 0.0005, time.monotonic() + give_up_s
     while True:
         try:
@@ -120,8 +119,6 @@ COMMIT_EVERY = 16
 async def consume(app, *, idle_s: float = 0.02, batch: int = 200, burst_pause_s: float = 0.02) -> None:
     """The worker's loop when front processes receive the callbacks: handle recorded messages in
     arrival order (a conversation's "发布" before its "确认"), polling the table when idle."""
-    import asyncio
-
     last = 0
     while True:
         msgs = pending(app, limit=batch, after=last)

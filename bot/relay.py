@@ -32,7 +32,7 @@ def _deadline_min(settings, kind: str) -> float:
             "compound": r.compound_deadline_min}.get(kind, r.building_deadline_min)
 
 
-def _dm(resident: dict) -> tuple[str, str] | None:
+def dm_target(resident: dict) -> tuple[str, str] | None:
     """How to reach one person privately: staff and leads through WeCom, others through the OA."""
     if resident.get("wecom_userid"):
         return "wecom_user", resident["wecom_userid"]
@@ -79,7 +79,7 @@ def _plan_hop(app, alert, node, group, group_text, now) -> list[dict]:
     lead = None
     if method != "post":
         lead = (store.q1("SELECT * FROM residents WHERE id=? AND active=1", (group["owner_id"],))
-                if group["owner_id"] else None) or _lead(store, node["id"], 0)
+                if group["owner_id"] else None) or lead_of(store, node["id"], 0)
     deadline = None if method == "post" else now + 60 * _deadline_min(app.settings, node["kind"])
     hop_id = store.conn.execute(
         "INSERT INTO hops (alert_id, node_id, group_id, method, state, lead_id, deadline_at, created_at)"
@@ -92,7 +92,7 @@ def _plan_hop(app, alert, node, group, group_text, now) -> list[dict]:
     if method == "post":
         return [dict(base, key=f"hop:{hop_id}:post", channel=POST_CHANNEL[kind], target=group["chat_id"],
                      payload={"text": group_text}, purpose="hop")]
-    if lead is None or _dm(lead) is None:  # nobody to ask: let the deadline escalate at once
+    if lead is None or dm_target(lead) is None:  # nobody to ask: let the deadline escalate at once
         store.conn.execute("UPDATE hops SET deadline_at=? WHERE id=?", (now, hop_id))
         return []
     out = [_ask(app, alert, hop_id, group, lead, group_text, level=0)]
@@ -104,7 +104,7 @@ def _plan_hop(app, alert, node, group, group_text, now) -> list[dict]:
 
 
 def _ask(app, alert, hop_id, group, lead, group_text, *, level: int) -> dict:
-    channel, target = _dm(lead)
+    channel, target = dm_target(lead)
     text = texts.render("messages/alert_ask_forward.j2", lead_name=lead["name"],
                         group_name=group["name"] if group else "", text=group_text, escalated=level > 0,
                         customer=bool(group and group["kind"] == "customer" and level == 0))
@@ -112,7 +112,7 @@ def _ask(app, alert, hop_id, group, lead, group_text, *, level: int) -> dict:
                 payload={"text": text}, purpose="ask", alert_id=alert["id"])
 
 
-def _lead(store, node_id: int, rank: int) -> dict | None:
+def lead_of(store, node_id: int, rank: int) -> dict | None:
     return store.q1("SELECT r.* FROM node_leads l JOIN residents r ON r.id = l.resident_id "
                     "WHERE l.node_id=? AND r.active=1 ORDER BY l.rank LIMIT 1 OFFSET ?", (node_id, rank))
 
@@ -294,11 +294,11 @@ def escalate_hop(app, hop: dict) -> None:
     while level < LAST_LEVEL - 1 and lead is None:
         level += 1
         if level == 1:
-            cand = _lead(store, node["id"], 1) if node["kind"] != "grid" else None
+            cand = lead_of(store, node["id"], 1) if node["kind"] != "grid" else None
         else:
             grid = _ancestor(store, node, "grid")
-            cand = _lead(store, grid["id"], 0) if grid else None
-        if cand and cand["id"] not in asked and _dm(cand):
+            cand = lead_of(store, grid["id"], 0) if grid else None
+        if cand and cand["id"] not in asked and dm_target(cand):
             lead = cand
     with store.transaction():
         if lead is not None:
