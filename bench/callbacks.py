@@ -330,7 +330,7 @@ api_base = "{api_base}"
 
 def _seed_register(db: Path, users: list[str]) -> None:
     """The Linli schema (migrations) plus one active resident per sending user."""
-    from bot.store import Store
+    from bot.data.store import Store
 
     store = Store(db)
     with store.transaction():
@@ -348,7 +348,7 @@ def _platform_main(port: int, users: list[str]) -> None:
 
     from aiohttp import web
 
-    from bot.config import load
+    from bot.core.config import load
     from bot.world.platform import WorldState, make_platform_app
 
     logging.basicConfig(level=logging.WARNING)

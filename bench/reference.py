@@ -14,7 +14,7 @@ from pathlib import Path
 from wechatpy.enterprise import parse_message
 from wechatpy.enterprise.crypto import WeChatCrypto
 
-from bot.store import MIGRATIONS, _split_sql
+from bot.data.store import MIGRATIONS, _split_sql
 
 # The demo credentials of config.toml (no secret): every target is configured with these.
 TOKEN = "LinliDemoToken"
@@ -28,11 +28,11 @@ INSERT = ("INSERT OR IGNORE INTO inbound (dedupe_key, channel, user_id, resident
 
 
 def inbound_ddl() -> str:
-    """Linli's own CREATE TABLE inbound, taken from bot.store so the row shape cannot drift."""
+    """Linli's own CREATE TABLE inbound, taken from bot.data.store so the row shape cannot drift."""
     for stmt in _split_sql(MIGRATIONS[0]):
         if stmt.startswith("CREATE TABLE inbound "):
             return stmt
-    raise RuntimeError("bot.store has no CREATE TABLE inbound")
+    raise RuntimeError("bot.data.store has no CREATE TABLE inbound")
 
 
 def create_db(path: str | Path) -> None:

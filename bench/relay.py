@@ -29,11 +29,11 @@ from pathlib import Path
 
 async def _world_and_app(tmp: Path, residents: int, building_groups: str):
     from bot.app import App
-    from bot.clock import Clock
-    from bot.config import load
-    from bot.demo_data import generate
-    from bot.roster import import_register
-    from bot.store import Store
+    from bot.core.clock import Clock
+    from bot.core.config import load
+    from bot.world.dalong import generate
+    from bot.domain.register import import_register
+    from bot.data.store import Store
     from bot.world.sim import World
 
     reg = tmp / "register.csv"
@@ -74,9 +74,9 @@ def _reached(world, marker: str) -> int:
 
 
 async def run_relay(residents: int) -> dict:
-    from bot import alerts
-    from bot.acks import coverage
-    from bot.alerts import Draft
+    from bot.domain import alerts
+    from bot.domain.acks import coverage
+    from bot.domain.alerts import Draft
 
     with tempfile.TemporaryDirectory() as d:
         app, world, info, t_gen, t_import = await _world_and_app(Path(d), residents, "robot")
@@ -117,7 +117,7 @@ async def run_relay(residents: int) -> dict:
 
 async def run_baseline(sample: int) -> dict:
     """The same warning as one direct message per resident, for `sample` residents."""
-    from bot import alerts
+    from bot.domain import alerts
 
     with tempfile.TemporaryDirectory() as d:
         app, world, *_ = await _world_and_app(Path(d), sample, "robot")

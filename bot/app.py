@@ -10,9 +10,9 @@ import logging
 import aiohttp
 from aiohttp import web
 
-from bot.clock import Clock
-from bot.config import Settings
-from bot.store import Store
+from bot.core.clock import Clock
+from bot.core.config import Settings
+from bot.data.store import Store
 
 log = logging.getLogger("linli.app")
 APP_KEY = web.AppKey("linli", object)
@@ -38,10 +38,10 @@ class App:
         self.http: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task] = set()
 
-        from bot import relay
-        from bot.outbox import Outbox
-        from bot.scheduler import Scheduler
-        from bot.senders import build_senders
+        from bot.domain import relay
+        from bot.transports.outbound.outbox import Outbox
+        from bot.core.scheduler import Scheduler
+        from bot.transports.outbound.senders import build_senders
         from handlers import build_dispatcher
 
         self.senders = build_senders(self)
@@ -76,7 +76,8 @@ class App:
                 timeout=aiohttp.ClientTimeout(total=self.settings.send.timeout_s))
         if self.role == "front":
             return  # a front only answers HTTP; the worker sends, dispatches and keeps time
-        from bot import escalation, inbound
+        from bot.domain import escalation
+        from bot.transports.inbound import inbox as inbound
 
         await self.outbox.start()
         if self.role == "worker":
@@ -101,7 +102,7 @@ class App:
             self.http = None
 
     def web_app(self) -> web.Application:
-        from bot.transports.routes import add_callback_routes
+        from bot.transports.inbound.routes import add_callback_routes
         from bot.web.ack import add_ack_routes
         from bot.web.dashboard import add_dashboard_routes
 

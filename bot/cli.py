@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from bot import config as config_mod
+from bot.core import config as config_mod
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_REGISTER = ROOT / "data" / "dalong_register.csv"
@@ -29,7 +29,7 @@ def _settings(args):
 
 
 def _store(args):
-    from bot.store import Store
+    from bot.data.store import Store
 
     return Store(_settings(args).store.path)
 
@@ -42,8 +42,8 @@ def cmd_init(args, p):
 
 @command("import", "import a register file (CSV or XLSX)")
 def cmd_import(args, p):
-    from bot.clock import Clock
-    from bot.roster import ImportError_, import_register
+    from bot.core.clock import Clock
+    from bot.domain.register import ImportError_, import_register
 
     try:
         report = import_register(_store(args), args.file, groups_path=args.groups,
@@ -69,14 +69,14 @@ def _import_args(p):
 
 @command("roster", "print the community tree with counts")
 def cmd_roster(args, p):
-    from bot.roster import format_tree, tree_counts
+    from bot.domain.register import format_tree, tree_counts
 
     print(format_tree(tree_counts(_store(args))))
 
 
 @command("demo-data", "write a Dalong-shaped demo register")
 def cmd_demo_data(args, p):
-    from bot.demo_data import generate
+    from bot.world.dalong import generate
 
     result = generate(args.out, households=args.households, seed=args.seed, building_groups=args.building_groups)
     print(f"wrote {result['register']} ({result['rows']} rows, {result['households']} households, "

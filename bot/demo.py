@@ -12,13 +12,13 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
-from bot import escalation
-from bot.acks import coverage
+from bot.domain import escalation
+from bot.domain.acks import coverage
 from bot.app import App
-from bot.clock import ScaledClock
-from bot.config import Settings
-from bot.roster import format_tree, import_register, tree_counts
-from bot.store import Store
+from bot.core.clock import ScaledClock
+from bot.core.config import Settings
+from bot.domain.register import format_tree, import_register, tree_counts
+from bot.data.store import Store
 
 # the demo's timeline, in simulated minutes: reminders, follow-up tasks, expiry + summary
 DEMO_REMIND_MIN, DEMO_FOLLOWUP_MIN, DEMO_EXPIRY_H = 15, 30, 1.0

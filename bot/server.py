@@ -19,8 +19,8 @@ import sys
 from aiohttp import web
 
 from bot.app import App
-from bot.clock import Clock, hhmm
-from bot.store import Store
+from bot.core.clock import Clock, hhmm
+from bot.data.store import Store
 
 log = logging.getLogger("linli.server")
 REARM_EVERY_S = 15  # pick up alerts written by another process (the CLI) within this time
@@ -34,7 +34,7 @@ async def start_app(app: App, host: str, port: int, *, reuse_port: bool = False)
 
 
 async def _periodic_rearm(app: App) -> None:
-    from bot import escalation
+    from bot.domain import escalation
 
     while True:
         await asyncio.sleep(REARM_EVERY_S)
@@ -169,7 +169,7 @@ async def run_world(settings, *, speed: float = 1.0) -> int:
 
 
 def _print_status(store, alert_id: int) -> None:
-    from bot.acks import coverage
+    from bot.domain.acks import coverage
 
     cov = coverage(store, alert_id)
     print(f"#{alert_id}: {cov['acked']}/{cov['households']} households acknowledged ({cov['pct']}%), "
@@ -182,8 +182,9 @@ def _print_status(store, alert_id: int) -> None:
 
 
 async def alert_command(settings, args) -> int:
-    from bot import alerts, escalation
-    from bot.alerts import AlertError, Draft
+    from bot.domain import alerts
+    from bot.domain import escalation
+    from bot.domain.alerts import AlertError, Draft
 
     app = App(settings)
     store = app.store
@@ -203,7 +204,7 @@ async def alert_command(settings, args) -> int:
                 print(escalation.summary_text(store, store.q1("SELECT * FROM alerts WHERE id=?", (args.id,))))
             return 0
         if args.action == "ingest":
-            from bot import cap
+            from bot.transports.inbound import cap
 
             with open(args.file, "rb") as f:
                 alert_id = cap.ingest(app, f.read())
@@ -233,7 +234,7 @@ async def alert_command(settings, args) -> int:
 def report_command(settings, args) -> int:
     store = Store(settings.store.path)
     if args.kind == "requests":
-        from bot.reports import write_requests_report
+        from bot.domain.reports import write_requests_report
 
         if not args.month:
             print("--month YYYY-MM is required", file=sys.stderr)

@@ -5,15 +5,15 @@ ROUTERS below in the right place (tests/test_dispatcher.py pins the order).
 """
 from __future__ import annotations
 
-from bot.dispatcher import Dispatcher
-from bot.middlewares import attach_resident, log_errors
+from bot.core.dispatcher import Dispatcher
+from handlers.middlewares import attach_resident, log_errors
 from handlers import acks, alerts, fallback, onboarding, requests
 
 ROUTERS = [
     onboarding.router,  # unknown users first: nothing else should answer someone unregistered
     alerts.router,  # staff commands (发布/升级/解除/确认): explicit verbs, never a resident's words
     acks.router,  # answers to a warning: 已转发, 代确认, 已上门, and residents' "1"/"收到"/"2"
-    # after alerts/acks (an ack that also asks is theirs; they call bot.requests.file_request):
+    # after alerts/acks (an ack that also asks is theirs; they call bot.domain.requests.file_request):
     # any other text from a resident becomes a request, so only the fallback may follow
     requests.router,
     fallback.router,  # always last: "I didn't understand, here is what you can do"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 
-from bot import relay
-from bot import requests as requests_mod
-from bot.acks import find_household, parse_reply, record_ack
-from bot.alerts import active_alert_for_household
-from bot.dispatcher import Ctx, Router
-from bot.filters import has_role, known_resident, roles_of, text_regex
-from bot.models import Inbound
+from bot.domain import relay
+from bot.domain import requests as requests_mod
+from bot.domain.acks import find_household, parse_reply, record_ack
+from bot.domain.alerts import active_alert_for_household
+from bot.core.dispatcher import Ctx, Router
+from bot.core.filters import has_role, known_resident, roles_of, text_regex
+from bot.core.models import Inbound
 
 router = Router("acks")
 

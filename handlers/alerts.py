@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import re
 
-from bot import alerts as alerts_mod
-from bot import escalation
-from bot.alerts import AlertError, Draft
-from bot.dispatcher import Ctx, Router
-from bot.filters import has_role, text_equals, text_regex
-from bot.models import Inbound
+from bot.domain import alerts as alerts_mod
+from bot.domain import escalation
+from bot.domain.alerts import AlertError, Draft
+from bot.core.dispatcher import Ctx, Router
+from bot.core.filters import has_role, text_equals, text_regex
+from bot.core.models import Inbound
 
 router = Router("alerts")
 staff = has_role("staff")

@@ -1,9 +1,9 @@
 """Last router: a registered person wrote something no other router understood."""
 from __future__ import annotations
 
-from bot.dispatcher import Ctx, Router
-from bot.filters import known_resident, not_event, roles_of
-from bot.models import Inbound
+from bot.core.dispatcher import Ctx, Router
+from bot.core.filters import known_resident, not_event, roles_of
+from bot.core.models import Inbound
 
 router = Router("fallback")
 

@@ -1,9 +1,9 @@
 """People the register doesn't know yet, and new Official Account followers."""
 from __future__ import annotations
 
-from bot.dispatcher import Ctx, Router
-from bot.filters import channel_is, event_is, not_event, unknown_user
-from bot.models import Inbound
+from bot.core.dispatcher import Ctx, Router
+from bot.core.filters import channel_is, event_is, not_event, unknown_user
+from bot.core.models import Inbound
 
 router = Router("onboarding")
 

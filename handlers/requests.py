@@ -3,7 +3,7 @@ resident that no earlier router took, which becomes a request (or one clarifying
 
 Order inside the router matters: exact commands first, then anything that merely starts like a
 command (answered with the command formats, never filed as a request), then photos and voice,
-and free text last. Permission checks are the domain's (bot.requests); here a RequestError
+and free text last. Permission checks are the domain's (bot.domain.requests); here a RequestError
 becomes a templated refusal.
 """
 from __future__ import annotations
@@ -12,11 +12,12 @@ import json
 
 import xmltodict
 
-from bot import request_access, requests
-from bot.dispatcher import REPLY_CHANNEL, Ctx, Router
-from bot.filters import known_resident, msg_type_is, text_regex
-from bot.models import Inbound
-from bot.request_rules import is_pleasantry, is_unclear, parse_score
+from bot.domain.requests import access as request_access
+from bot.domain import requests
+from bot.core.dispatcher import REPLY_CHANNEL, Ctx, Router
+from bot.core.filters import known_resident, msg_type_is, text_regex
+from bot.core.models import Inbound
+from bot.domain.requests.rules import is_pleasantry, is_unclear, parse_score
 
 router = Router("requests")
 

@@ -11,8 +11,8 @@ from wechatpy.enterprise.crypto import WeChatCrypto as WecomCrypto
 from wechatpy.utils import WeChatSigner
 
 from bot.app import App
-from bot.clock import FakeClock
-from bot.config import load
+from bot.core.clock import FakeClock
+from bot.core.config import load
 from fakes import RecordingOutbox
 
 WECOM = dict(corp_id="wwtestcorp000001", agent_id=1000002, token="WecomTestToken",

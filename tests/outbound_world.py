@@ -14,11 +14,11 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bot import config
-from bot.clock import FakeClock
-from bot.outbox import Outbox
-from bot.senders import build_senders
-from bot.store import Store
+from bot.core import config
+from bot.core.clock import FakeClock
+from bot.transports.outbound.outbox import Outbox
+from bot.transports.outbound.senders import build_senders
+from bot.data.store import Store
 from bot.world.platform import WorldState, make_platform_app
 
 

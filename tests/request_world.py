@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import json
 
-from bot.roster import import_register
+from bot.domain.register import import_register
 from helpers_callbacks import make_app, make_settings
 
 HEAD = ["网格", "小区", "楼栋", "单元", "房号", "姓名", "电话", "角色", "困难类别", "联系社工",

@@ -8,11 +8,11 @@ from types import SimpleNamespace
 from aiohttp.test_utils import TestServer
 
 from bot.app import App
-from bot.clock import FakeClock
-from bot.config import load
-from bot.demo_data import generate
-from bot.roster import import_register
-from bot.store import Store
+from bot.core.clock import FakeClock
+from bot.core.config import load
+from bot.world.dalong import generate
+from bot.domain.register import import_register
+from bot.data.store import Store
 from bot.world.sim import World
 
 T0 = 1_717_200_000.0  # 2024-06-01 08:00 Asia/Shanghai

@@ -5,8 +5,8 @@ import json
 import aiohttp
 import pytest
 
-from bot import escalation
-from bot.acks import coverage
+from bot.domain import escalation
+from bot.domain.acks import coverage
 from sim_rig import close_sim, make_sim, staff
 
 
@@ -96,7 +96,7 @@ async def test_upgrade_then_lift(sim):
 
 
 async def test_ack_with_request_and_ack_link(sim, tmp_path):
-    from bot.relay import ack_link
+    from bot.domain.relay import ack_link
 
     boss, r = staff(sim.store), resident(sim.store, 3)
     await say(sim, boss, "发布 橙色 台风")

@@ -20,8 +20,8 @@ import browser_rig
 from browser_rig import PASSWORD, login, new_page, publish, shot
 from sim_rig import staff
 
-from bot import alerts
-from bot.alerts import Draft
+from bot.domain import alerts
+from bot.domain.alerts import Draft
 from bot.web import auth
 from bot.world.sim import run_until
 

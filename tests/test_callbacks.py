@@ -11,9 +11,9 @@ import xmltodict
 from aiohttp.test_utils import make_mocked_request
 from wechatpy.utils import WeChatSigner
 
-from bot import texts
-from bot.clock import FakeClock
-from bot.transports.routes import TooLarge, read_capped
+from bot.core import texts
+from bot.core.clock import FakeClock
+from bot.transports.inbound.routes import TooLarge, read_capped
 from helpers_callbacks import (NOW, OA, OTHER_KEY, add_resident, client_for,
                                      envelope_request, event_xml, make_app, make_settings,
                                      oa_aes_request, oa_plain_request, path_of, text_xml,
@@ -328,7 +328,7 @@ LIMIT = 2048
 async def test_body_over_limit_is_413_before_parsing(tmp_path, monkeypatch):
     app = make_app(make_settings(tmp_path, server={"max_body_bytes": LIMIT}))
     parsed = []
-    monkeypatch.setattr("bot.transports.wecom.parse_envelope", parsed.append)
+    monkeypatch.setattr("bot.transports.inbound.wecom.parse_envelope", parsed.append)
     query, _ = wecom_request(text_xml())
     status, _ = await post(app, "wecom", query, b"<xml>" + b"a" * LIMIT + b"</xml>")
     assert status == 413 and parsed == []
@@ -398,7 +398,7 @@ async def test_mangled_requests_never_get_a_500(tmp_path, caplog):
 
 
 async def test_messages_left_unprocessed_by_a_crash_are_resumed(tmp_path):
-    from bot import inbound
+    from bot.transports.inbound import inbox as inbound
 
     settings = make_settings(tmp_path)
     first = make_app(settings)

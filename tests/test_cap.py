@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import cap
-from bot.alerts import AlertError
+from bot.transports.inbound import cap
+from bot.domain.alerts import AlertError
 from sim_rig import close_sim, make_sim
 
 DATA = Path(__file__).parent / "data"

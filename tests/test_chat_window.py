@@ -10,8 +10,8 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot import alerts
-from bot.alerts import Draft
+from bot.domain import alerts
+from bot.domain.alerts import Draft
 from browser_rig import browser, publish, shot  # noqa: F401 (fixture)
 from sim_rig import close_sim, make_sim, staff
 

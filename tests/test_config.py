@@ -1,6 +1,6 @@
 import pytest
 
-from bot.config import ConfigError, load
+from bot.core.config import ConfigError, load
 
 GOOD = """
 [store]

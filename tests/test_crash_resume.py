@@ -11,13 +11,13 @@ import subprocess
 import sys
 import time
 
-from bot import alerts
-from bot.alerts import Draft
+from bot.domain import alerts
+from bot.domain.alerts import Draft
 from bot.app import App
-from bot.clock import Clock
-from bot.demo_data import generate
-from bot.roster import import_register
-from bot.store import Store
+from bot.core.clock import Clock
+from bot.world.dalong import generate
+from bot.domain.register import import_register
+from bot.data.store import Store
 from bot.world.sim import World
 from sim_rig import settings_for
 

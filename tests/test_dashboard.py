@@ -14,8 +14,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sim_rig import close_sim, make_sim, staff
 
-from bot import alerts
-from bot.alerts import Draft
+from bot.domain import alerts
+from bot.domain.alerts import Draft
 from bot.web import auth
 from bot.web.composer import default_text
 from bot.web.dashboard import OPTIONS
@@ -208,7 +208,7 @@ async def test_a_building_lead_sees_only_their_building(rig, client):
     elsewhere = rig.store.q1("SELECT * FROM households WHERE building_id != ? LIMIT 1", (lead["building_id"],))
     assert (await client.get(f"/register/households/{elsewhere['id']}")).status == 403
     resident = rig.store.q1("SELECT * FROM residents WHERE household_id=?", (elsewhere["id"],))
-    from bot import requests as R
+    from bot.domain import requests as R
     req = R.file_request(rig.app, resident=resident, text="楼道灯坏了")
     assert (await client.get(f"/requests/{req['id']}")).status == 403
     assert f"/requests/{req['id']}" not in await (await client.get("/requests")).text()
@@ -282,7 +282,7 @@ async def test_delivery_report_csv_and_xlsx(rig, client):
 
 async def test_monthly_requests_report(rig, client):
     resident = rig.store.q1("SELECT * FROM residents WHERE household_id IS NOT NULL LIMIT 1")
-    from bot import requests as R
+    from bot.domain import requests as R
     R.file_request(rig.app, resident=resident, text="地下车库进水了")
     await login(client)
     resp = await client.get("/reports/requests.xlsx?month=2024-06")
@@ -297,7 +297,7 @@ async def test_monthly_requests_report(rig, client):
 
 # -- requests queue and the register ---------------------------------------------------------------
 async def test_requests_queue_filters_and_detail_history(rig, client):
-    from bot import requests as R
+    from bot.domain import requests as R
 
     people = rig.store.q("SELECT * FROM residents WHERE household_id IS NOT NULL ORDER BY id LIMIT 2")
     water = R.file_request(rig.app, resident=people[0], text="地下车库进水了")
@@ -322,7 +322,7 @@ async def test_requests_queue_filters_and_detail_history(rig, client):
 
 
 async def test_register_search_shows_acks_and_requests(rig, client):
-    from bot import requests as R
+    from bot.domain import requests as R
 
     alert_id = issue(rig)
     await rig.app.settle()

@@ -6,11 +6,11 @@ import logging
 
 import pytest
 
-from bot import filters as F
-from bot import texts
-from bot.dispatcher import Ctx, Dispatcher, Router
-from bot.middlewares import attach_resident, log_errors
-from bot.models import Inbound
+from bot.core import filters as F
+from bot.core import texts
+from bot.core.dispatcher import Ctx, Dispatcher, Router
+from handlers.middlewares import attach_resident, log_errors
+from bot.core.models import Inbound
 from handlers import build_dispatcher
 from helpers_callbacks import NOW, add_resident, make_app, make_settings
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.clock import FakeClock
-from bot.ratelimit import TokenBucket
-from bot.senders import limit_bucket
+from bot.core.clock import FakeClock
+from bot.transports.outbound.ratelimit import TokenBucket
+from bot.transports.outbound.senders import limit_bucket
 
 
 def fake_time():

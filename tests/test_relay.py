@@ -2,9 +2,11 @@ import json
 
 import pytest
 
-from bot import alerts, escalation, relay
-from bot.acks import coverage
-from bot.alerts import AlertError, Draft
+from bot.domain import alerts
+from bot.domain import escalation
+from bot.domain import relay
+from bot.domain.acks import coverage
+from bot.domain.alerts import AlertError, Draft
 from sim_rig import close_sim, make_sim, staff
 
 

@@ -4,9 +4,9 @@ figure Linli reports must equal the world's ground truth, and every escalation m
 its simulated time."""
 import pytest
 
-from bot import alerts
-from bot.acks import coverage
-from bot.alerts import Draft
+from bot.domain import alerts
+from bot.domain.acks import coverage
+from bot.domain.alerts import Draft
 from bot.world.sim import run_until
 from sim_rig import T0, close_sim, make_sim, staff
 

@@ -9,11 +9,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiohttp import web
 
-from bot import requests as R
-from bot import texts
-from bot.clock import FakeClock
-from bot.reports import monthly_report, write_requests_report
-from bot.request_rules import classify, extract_place, is_pleasantry, is_unclear
+from bot.domain import requests as R
+from bot.core import texts
+from bot.core.clock import FakeClock
+from bot.domain.reports import monthly_report, write_requests_report
+from bot.domain.requests.rules import classify, extract_place, is_pleasantry, is_unclear
 from bot.web.requests_api import add_request_routes
 from helpers_callbacks import NOW, make_app, make_settings
 from request_world import build, events, person, sends, texts_to
@@ -319,7 +319,7 @@ async def test_resolve_deadline_per_category_and_urgency(app):
     R.accept(app, person(app, "王楼长"), urgent)
     req = app.store.q1("SELECT * FROM requests WHERE id=?", (urgent,))
     assert req["urgency"] == "urgent"
-    from bot.request_reminders import resolve_period_s
+    from bot.domain.requests.reminders import resolve_period_s
     assert resolve_period_s(req, app.settings.requests) == 12 * H
 
 

@@ -7,9 +7,9 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from bot import requests as R
-from bot import texts
-from bot.clock import FakeClock
+from bot.domain import requests as R
+from bot.core import texts
+from bot.core.clock import FakeClock
 from helpers_callbacks import (NOW, client_for, make_app, make_settings, oa_aes_request,
                                text_xml, wecom_request)
 from request_world import build, events, person, sends, texts_to

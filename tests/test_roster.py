@@ -3,9 +3,9 @@ import csv
 import openpyxl
 import pytest
 
-from bot.demo_data import generate
-from bot.roster import ImportError_, format_tree, import_register, tree_counts
-from bot.store import Store
+from bot.world.dalong import generate
+from bot.domain.register import ImportError_, format_tree, import_register, tree_counts
+from bot.data.store import Store
 
 HEAD = ["网格", "小区", "楼栋", "单元", "房号", "姓名", "电话", "角色", "困难类别", "联系社工", "企业微信ID"]
 ROWS = [
@@ -193,7 +193,7 @@ def test_checked_in_register_matches_generator(tmp_path):
 def test_store_schema_and_events_append_only(tmp_path):
     import sqlite3
 
-    from bot.store import SCHEMA_VERSION
+    from bot.data.store import SCHEMA_VERSION
     s = Store(tmp_path / "s.db")
     assert s.version == SCHEMA_VERSION
     assert s.scalar("PRAGMA journal_mode") == "wal" and s.scalar("PRAGMA foreign_keys") == 1
@@ -210,7 +210,7 @@ def test_forward_migration_keeps_data(tmp_path):
     """A store left at an older schema version is migrated forward in place, data kept."""
     import sqlite3
 
-    from bot import store as store_mod
+    from bot.data import store as store_mod
 
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.senders import ERR_LOCAL_INVALID, batch_userids, split_utf8
+from bot.transports.outbound.senders import ERR_LOCAL_INVALID, batch_userids, split_utf8
 from outbound_world import rig  # noqa: F401  (fixture)
 
 GETTOKEN = "/cgi-bin/gettoken"

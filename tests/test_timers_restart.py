@@ -1,9 +1,10 @@
 """Timers come from the database: a new process on the same file arms the same next timer, and
 each escalation step still happens exactly once across the restart."""
-from bot import alerts, escalation
-from bot.alerts import Draft
+from bot.domain import alerts
+from bot.domain import escalation
+from bot.domain.alerts import Draft
 from bot.app import App
-from bot.clock import FakeClock
+from bot.core.clock import FakeClock
 from sim_rig import T0, close_sim, make_sim, staff
 
 

@@ -7,9 +7,9 @@ import subprocess
 import sys
 import time
 
-from bot.demo_data import generate
-from bot.roster import import_register
-from bot.store import Store
+from bot.world.dalong import generate
+from bot.domain.register import import_register
+from bot.data.store import Store
 from test_crash_resume import ROOT, free_port, wait_for
 
 

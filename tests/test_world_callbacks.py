@@ -81,7 +81,7 @@ async def test_oa_message_outside_the_48h_window_goes_as_a_service_notice(sim):
 
 
 async def test_rows_recorded_before_the_fields_column_are_parsed_from_raw(sim):
-    from bot import inbound
+    from bot.transports.inbound import inbox as inbound
 
     r = someone(sim.store)
     xml = sim.world.people.callbacks.xml("oa", r["oa_openid"], text="楼道里有积水", msg_id=424242)

@@ -5,7 +5,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.clock import FakeClock
+from bot.core.clock import FakeClock
 from bot.world.platform import WorldState, make_platform_app
 from outbound_world import settings
 

@@ -12,7 +12,7 @@ import hmac
 
 from aiohttp import web
 
-from bot import texts
+from bot.core import texts
 
 
 def make_token(secret: str, alert_id: int, household_id: int) -> str:
@@ -44,7 +44,7 @@ def add_ack_routes(web_app: web.Application, app) -> None:
                             parsed)
         state = "done" if done else "ask"
         if request.method == "POST" and not done:
-            from bot.acks import record_ack
+            from bot.domain.acks import record_ack
 
             form = await request.post()
             answer = "help" if form.get("answer") == "help" else "ok"

@@ -1,6 +1,6 @@
 """What the alert page shows, limited to what the viewer may see.
 
-Built from the domain's own numbers (bot.acks.coverage) and then cut to the viewer's buildings:
+Built from the domain's own numbers (bot.domain.acks.coverage) and then cut to the viewer's buildings:
 a building lead sees their building(s), a grid lead their grid, staff everything. Totals of a
 cut tree are re-added from the buildings kept, so a lead never sees a neighbour's numbers
 hidden inside a compound total. The same snapshot feeds the first page render and every
@@ -12,9 +12,9 @@ import math
 
 from aiohttp import web
 
-from bot import texts
-from bot.acks import coverage
-from bot.clock import hhmm
+from bot.core import texts
+from bot.domain.acks import coverage
+from bot.core.clock import hhmm
 
 UNACKED_SHOWN = 300  # the page lists this many; the delivery report has them all
 _SUMS = ("households", "reached", "acked", "help")

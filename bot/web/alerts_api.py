@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot import alerts as alerts_mod
-from bot import escalation
-from bot.acks import coverage
-from bot.alerts import AlertError, Draft
+from bot.domain import alerts as alerts_mod
+from bot.domain import escalation
+from bot.domain.acks import coverage
+from bot.domain.alerts import AlertError, Draft
 from bot.web import auth
 from bot.web.alert_view import prune
 
@@ -99,7 +99,7 @@ def add_alert_routes(wa: web.Application, app) -> None:
         """A weather service pushes CAP 1.2 XML here with `Authorization: Bearer <feed_token>`."""
         import hmac
 
-        from bot import cap
+        from bot.transports.inbound import cap
 
         token = app.settings.server.feed_token
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()

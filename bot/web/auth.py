@@ -2,7 +2,7 @@
 
 Staff accounts live in `web_users`; an account linked to a resident (resident_id) acts as that
 resident, so a grid or building lead sees only the buildings under the nodes they lead (the
-same rule as in chat, bot.request_access.scope). An unlinked account (the configured "admin")
+same rule as in chat, bot.domain.requests.access.scope). An unlinked account (the configured "admin")
 is community staff.
 
 Passwords: scrypt with a per-user salt, compared in constant time. Sessions: a random token in
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from bot import request_access, texts
+from bot.domain.requests import access as request_access
+from bot.core import texts
 
 COOKIE = "linli_session"
 LOGIN_COOKIE = "linli_login_csrf"  # double-submit token for the login form (no session yet)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot import alerts, escalation
-from bot.alerts import AlertError, Draft
+from bot.domain import alerts
+from bot.domain import escalation
+from bot.domain.alerts import AlertError, Draft
 from bot.web import auth
 from bot.web.dashboard import _app, render
 

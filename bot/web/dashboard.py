@@ -15,8 +15,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot import alerts, escalation
-from bot.alerts import AlertError
+from bot.domain import alerts
+from bot.domain import escalation
+from bot.domain.alerts import AlertError
 from bot.web import alert_view, auth, exports
 from bot.web.render import formatters, page
 from bot.web.sse import Streams

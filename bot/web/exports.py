@@ -13,9 +13,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot import texts
-from bot.clock import local
-from bot.reports import write_requests_report
+from bot.core import texts
+from bot.core.clock import local
+from bot.domain.reports import write_requests_report
 
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -92,7 +92,7 @@ def download(body: bytes, fmt: str, filename: str) -> web.Response:
 
 
 def requests_report(app, year: int, month: int, fmt: str) -> bytes:
-    """The monthly report via bot.reports (which writes files), read back for the download."""
+    """The monthly report via bot.domain.reports (which writes files), read back for the download."""
     with tempfile.TemporaryDirectory(prefix="linli-report-") as tmp:
         path = Path(tmp) / f"requests.{fmt}"
         write_requests_report(app.store, year, month, path, tz=app.settings.timezone)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot import texts
-from bot.clock import hhmm, local
+from bot.core import texts
+from bot.core.clock import hhmm, local
 
 HEADERS = {
     "Cache-Control": "no-store",

@@ -15,8 +15,8 @@ import json
 
 from aiohttp import web
 
-from bot import requests
-from bot.request_access import view
+from bot.domain import requests
+from bot.domain.requests.access import view
 
 _STATUS = {"not_found": 404, "forbidden": 403, "bad_state": 409, "bad_input": 400}
 # action -> (domain function, JSON field carrying its text argument, if any)

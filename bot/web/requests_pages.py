@@ -1,6 +1,6 @@
 """Dashboard pages for residents' requests (queue, detail with history) and the register browser.
 
-Reading and permissions go through bot.requests (the same rules as in chat); the action buttons
+Reading and permissions go through bot.domain.requests (the same rules as in chat); the action buttons
 on the detail page call the JSON API in requests_api.py, so there is one write path.
 """
 from __future__ import annotations
@@ -9,9 +9,9 @@ import json
 
 from aiohttp import web
 
-from bot import requests as R
-from bot.request_access import can_manage, can_work, view
-from bot.request_lifecycle import HELPER_ROLES
+from bot.domain import requests as R
+from bot.domain.requests.access import can_manage, can_work, view
+from bot.domain.requests.lifecycle import HELPER_ROLES
 from bot.web import auth
 from bot.web.dashboard import _app, render
 

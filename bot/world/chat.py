@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from bot import texts
+from bot.core import texts
 
 BOT_CHAT = "bot"  # the id of every person's private chat with the bot account
 ROLE_ORDER = ("staff", "social_worker", "grid_lead", "building_lead", "resident")

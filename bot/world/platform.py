@@ -29,7 +29,7 @@ from typing import Callable
 
 from aiohttp import web
 
-from bot.clock import Clock
+from bot.core.clock import Clock
 
 log = logging.getLogger("linli.world.platform")
 

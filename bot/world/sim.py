@@ -87,7 +87,7 @@ async def run_until(app, world: World, end: float, *, step_cap: int = 1_000_000)
     Each round lets Linli finish what is due now (callbacks, sends), then jumps the clock to the
     next thing anyone is waiting for: a person's action, an escalation deadline, a send's backoff.
     """
-    from bot import escalation
+    from bot.domain import escalation
 
     for _ in range(step_cap):
         await app.settle()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import logging
 
-from bot import texts
-from bot.filters import roles_of
+from bot.core import texts
+from bot.core.filters import roles_of
 
 log = logging.getLogger("linli.requests")
 
@@ -182,7 +182,7 @@ def log_event(store, at: float, event: str, request_id: int, actor_id: int | Non
 def view(app, req: dict) -> dict:
     """A request as templates and the API show it: the row plus the household label, the
     building's name and local times (templates must not do time-zone arithmetic)."""
-    from bot.clock import local
+    from bot.core.clock import local
 
     place = app.store.q1(
         "SELECT h.label AS household, b.name AS building, c.name AS compound FROM requests r "
@@ -207,8 +207,8 @@ def insert_media(store, request_id: int, m: dict, now: float) -> None:
 
 def rearm(app) -> None:
     """A change may bring the next reminder forward. The app has one timer for everything that
-    escalates (bot.escalation, which includes next_due_at() here): re-arm it."""
+    escalates (bot.domain.escalation, which includes next_due_at() here): re-arm it."""
     if getattr(app, "scheduler", None) is not None:
-        from bot import escalation  # imported late: escalation imports bot.requests
+        from bot.domain import escalation  # imported late: escalation imports bot.domain.requests
 
         escalation.rearm(app)

@@ -13,9 +13,9 @@ from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.utils import check_signature
 
-from bot.config import OaSettings
-from bot.models import Inbound
-from bot.transports.base import (BadRequest, Forbidden, check_signed, check_timestamp, decrypt,
+from bot.core.config import OaSettings
+from bot.core.models import Inbound
+from bot.transports.inbound.base import (BadRequest, Forbidden, check_signed, check_timestamp, decrypt,
                                  encrypted_part, parse_envelope, parse_plain)
 
 CHANNEL = "oa"

@@ -10,7 +10,7 @@ from typing import Mapping
 import xmltodict
 from wechatpy.utils import WeChatSigner
 
-from bot.models import Inbound
+from bot.core.models import Inbound
 
 
 class CallbackError(Exception):

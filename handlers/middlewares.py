@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from bot.dispatcher import Ctx, Next
-from bot.inbound import find_resident
-from bot.models import Inbound
+from bot.core.dispatcher import Ctx, Next
+from bot.transports.inbound.inbox import find_resident
+from bot.core.models import Inbound
 
 log = logging.getLogger("linli.dispatcher")
 

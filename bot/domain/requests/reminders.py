@@ -10,7 +10,7 @@ within the current phase (waiting for acceptance / waiting for resolution) and r
 phase changes, so each escalation happens once per phase. Every firing is a compare-and-set
 UPDATE, so a second run, a second process or a restart finds nothing left to do.
 
-The app's single escalation timer (bot.escalation) takes next_due_at() into account and calls
+The app's single escalation timer (bot.domain.escalation) takes next_due_at() into account and calls
 run_due(); tests skip the timer and call run_due(app, now) with an injected time.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from bot.request_access import LEVEL_GRID, LEVEL_STAFF, log_event, people_at, tell, view
+from bot.domain.requests.access import LEVEL_GRID, LEVEL_STAFF, log_event, people_at, tell, view
 
 log = logging.getLogger("linli.requests")
 
@@ -86,7 +86,7 @@ def next_due_at(app) -> float | None:
 
 async def run_due(app, now: float | None = None) -> int:
     """Fire what is due at `now`; returns how many fired. Safe to call any number of times.
-    (async because it runs as a scheduled job, from bot.escalation.run_due.)"""
+    (async because it runs as a scheduled job, from bot.domain.escalation.run_due.)"""
     now = app.clock.now() if now is None else now
     fired = 0
     for due in due_reminders(app, now):

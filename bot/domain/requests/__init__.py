@@ -1,19 +1,19 @@
 """Residents' requests, the closed loop 居民点单 → 社区接单 → 办单 → 评单: the public face.
 
-Filing (text, photos, voice) and reading live here; the lifecycle is bot.request_lifecycle, who
-may see and do what is bot.request_access, reminders bot.request_reminders, the reading of
-words bot.request_rules. Everything callers need is importable from this module. Domain only:
+Filing (text, photos, voice) and reading live here; the lifecycle is bot.domain.requests.lifecycle, who
+may see and do what is bot.domain.requests.access, reminders bot.domain.requests.reminders, the reading of
+words bot.domain.requests.rules. Everything callers need is importable from this module. Domain only:
 no transport imports; sends go through app.outbox with once-only keys.
 """
 from __future__ import annotations
 
-from bot import texts
-from bot.request_access import (LEVEL_BUILDING, LEVEL_GRID, BadInput, Forbidden,
+from bot.core import texts
+from bot.domain.requests.access import (LEVEL_BUILDING, LEVEL_GRID, BadInput, Forbidden,
                                 InvalidTransition, NotFound, RequestError, get, insert_media,
                                 load, log_event, people_at, rearm, tell, view, visible_where)
-from bot.request_lifecycle import TRANSITIONS, accept, assign, comment, rate, resolve, start
-from bot.request_reminders import due_reminders, next_due_at, run_due
-from bot.request_rules import classify, extract_place
+from bot.domain.requests.lifecycle import TRANSITIONS, accept, assign, comment, rate, resolve, start
+from bot.domain.requests.reminders import due_reminders, next_due_at, run_due
+from bot.domain.requests.rules import classify, extract_place
 
 __all__ = [  # what callers (handlers, acks, the dashboard, the CLI) use
     "file_request", "add_media", "list_requests", "history", "get", "load",

@@ -23,7 +23,7 @@ from typing import Protocol
 
 import aiohttp
 
-from bot.ratelimit import TokenBucket
+from bot.transports.outbound.ratelimit import TokenBucket
 
 log = logging.getLogger("linli.senders")
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 
-from bot import alerts as alerts_mod
-from bot import relay, texts
-from bot import requests as requests_mod
-from bot.acks import coverage, unacked_households
+from bot.domain import alerts as alerts_mod
+from bot.domain import relay
+from bot.core import texts
+from bot.domain import requests as requests_mod
+from bot.domain.acks import coverage, unacked_households
 
 log = logging.getLogger("linli.escalation")
 JOB = "escalation:next"

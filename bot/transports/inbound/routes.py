@@ -11,9 +11,9 @@ import logging
 
 from aiohttp import web
 
-from bot import inbound
-from bot.transports import oa, wecom
-from bot.transports.base import CallbackError
+from bot.transports.inbound import inbox as inbound
+from bot.transports.inbound import oa, wecom
+from bot.transports.inbound.base import CallbackError
 
 log = logging.getLogger("linli.callbacks")
 

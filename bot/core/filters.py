@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from bot.dispatcher import Ctx, Filter
-from bot.models import Inbound
+from bot.core.dispatcher import Ctx, Filter
+from bot.core.models import Inbound
 
 ROLES = ("staff", "grid_lead", "building_lead", "social_worker", "volunteer", "resident")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import jinja2
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
 COLOUR_ZH = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
 COLOUR_FROM_ZH = {v: k for k, v in COLOUR_ZH.items()} | {v[0]: k for k, v in COLOUR_ZH.items()}

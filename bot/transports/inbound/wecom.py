@@ -10,9 +10,9 @@ from typing import Mapping
 from wechatpy.enterprise import parse_message
 from wechatpy.enterprise.crypto import WeChatCrypto
 
-from bot.config import WecomSettings
-from bot.models import Inbound
-from bot.transports.base import (Forbidden, check_signed, check_timestamp, decrypt,
+from bot.core.config import WecomSettings
+from bot.core.models import Inbound
+from bot.transports.inbound.base import (Forbidden, check_signed, check_timestamp, decrypt,
                                  encrypted_part, parse_envelope, parse_plain)
 
 CHANNEL = "wecom"

@@ -21,7 +21,7 @@ import logging
 import random
 from typing import Awaitable, Callable, Iterable
 
-from bot.senders import SendResult
+from bot.transports.outbound.senders import SendResult
 
 log = logging.getLogger("linli.outbox")
 

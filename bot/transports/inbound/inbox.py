@@ -13,7 +13,7 @@ import logging
 import sqlite3
 import time
 
-from bot.models import Inbound
+from bot.core.models import Inbound
 
 log = logging.getLogger("linli.inbound")
 
@@ -74,7 +74,7 @@ def pending(app, limit: int | None = None, after: int = 0) -> list[Inbound]:
     """Messages recorded (and answered "success") whose processing never finished, e.g. because
     the process stopped in between, or recorded by a front process for the worker to handle.
     The platform won't resend them, so we must."""
-    from bot.transports import oa, wecom  # re-parsing the stored XML is the transports' job
+    from bot.transports.inbound import oa, wecom  # re-parsing the stored XML is the transports' job
     parsers = {"wecom": wecom.parse_raw, "oa": oa.parse_raw}
     out = []
     sql = "SELECT * FROM inbound WHERE state = 'new' AND id > ? ORDER BY id"

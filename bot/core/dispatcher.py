@@ -11,8 +11,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from bot import texts
-from bot.models import Inbound
+from bot.core import texts
+from bot.core.models import Inbound
 
 log = logging.getLogger("linli.dispatcher")
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import logging
 
-from bot import alerts as alerts_mod
-from bot import texts
+from bot.domain import alerts as alerts_mod
+from bot.core import texts
 
 log = logging.getLogger("linli.relay")
 

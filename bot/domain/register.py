@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.store import Store
+from bot.data.store import Store
 
 # canonical column -> accepted headers (lower-cased, spaces stripped)
 COLUMNS: dict[str, tuple[str, ...]] = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from bot import texts
+from bot.core import texts
 
 TYPES = ("暴雨", "雷雨大风", "台风", "高温", "寒潮", "大风", "大雾", "冰雹", "道路结冰", "其他")
 COLOURS = ("blue", "yellow", "orange", "red")
@@ -122,7 +122,7 @@ def preview(store, draft: Draft) -> dict:
 
 def issue(app, draft: Draft) -> int:
     """Create the alert and its relay plan atomically. Returns the alert id."""
-    from bot import relay
+    from bot.domain import relay
 
     if draft.type not in TYPES:
         raise AlertError("unknown_type", value=draft.type)
@@ -157,7 +157,7 @@ def issue(app, draft: Draft) -> int:
                          "followups_at=coalesce(followups_at, ?) WHERE id=? AND state='active'",
                          ("lifted" if draft.action == "lift" else "superseded", now, now, draft.supersedes_id))
             if draft.action == "lift" and old and old["summary_at"] is None:
-                from bot.escalation import send_summary
+                from bot.domain.escalation import send_summary
 
                 send_summary(app, store.q1("SELECT * FROM alerts WHERE id=?", (old["id"],)), final=True)
             else:

@@ -11,9 +11,9 @@ import datetime as dt
 
 import xmltodict
 
-from bot import alerts as alerts_mod
-from bot import texts
-from bot.alerts import COLOURS, TYPES, AlertError, Draft
+from bot.domain import alerts as alerts_mod
+from bot.core import texts
+from bot.domain.alerts import COLOURS, TYPES, AlertError, Draft
 
 SEVERITY_COLOUR = {"minor": "blue", "moderate": "yellow", "severe": "orange", "extreme": "red"}
 MAX_BYTES = 256 * 1024

@@ -14,7 +14,7 @@ from pathlib import Path
 from statistics import mean, median
 from zoneinfo import ZoneInfo
 
-from bot import texts
+from bot.core import texts
 
 _DETAIL = ("id", "created", "resident", "household", "building", "category", "urgency", "place",
            "text", "state", "assignee", "resolution", "accept_h", "resolve_h", "rating",

@@ -7,7 +7,7 @@ event id so a retry sends nothing twice. Permission checks are here, not in the 
 """
 from __future__ import annotations
 
-from bot.request_access import (LEVEL_GRID, BadInput, Forbidden, InvalidTransition, NotFound,
+from bot.domain.requests.access import (LEVEL_GRID, BadInput, Forbidden, InvalidTransition, NotFound,
                                 can_manage, can_work, get, load, log_event, people_at, rearm,
                                 tell, view)
 
