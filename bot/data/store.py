@@ -347,7 +347,28 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-SCHEMA_VERSION = len(MIGRATIONS)
+# Later migrations are files: bot/data/migrations/NNNN_what.sql, NNNN being the schema version it
+# produces. Numbers may skip (a number reserved and never used); they only go forward.
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def _file_migrations() -> dict[int, str]:
+    out = {}
+    for f in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql")):
+        out[int(f.name[:4])] = f.read_text(encoding="utf-8")
+    return out
+
+
+def _all_migrations() -> dict[int, str]:
+    out = {i + 1: sql for i, sql in enumerate(MIGRATIONS)}
+    for version, sql in _file_migrations().items():
+        if version in out:
+            raise RuntimeError(f"migration {version} is defined twice")
+        out[version] = sql
+    return out
+
+
+SCHEMA_VERSION = max(_all_migrations())
 
 
 class Store:
@@ -377,9 +398,11 @@ class Store:
         if current > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: schema version {current} is newer than this "
                                f"Linli ({SCHEMA_VERSION}); upgrade Linli")
-        for version in range(current + 1, SCHEMA_VERSION + 1):
+        for version, script in sorted(_all_migrations().items()):
+            if version <= current:
+                continue
             with self.transaction():
-                for statement in _split_sql(MIGRATIONS[version - 1]):
+                for statement in _split_sql(script):
                     self.conn.execute(statement)
                 self.conn.execute(f"PRAGMA user_version={version}")
         return self.version
