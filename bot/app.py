@@ -1,22 +1,35 @@
-"""Composition root: wires settings, store, clock, outbox, dispatcher, scheduler and web routes.
+"""Composition root: wires settings, store, clock, outbox, reach, timers, dispatcher and routes.
 
-Nothing here holds business logic; it only decides who gets which collaborator.
+Nothing here holds business logic; it only decides who gets which collaborator. An `App` is the
+`Deps` (bot/domain/ports.py) every domain act takes: settings, store, clock, outbox, reach, timers.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 
 import aiohttp
 from aiohttp import web
 
 from bot.core.clock import Clock
 from bot.core.config import Settings
+from bot.core.dispatcher import Dispatcher
+from bot.core.scheduler import Scheduler
 from bot.data.store import Store
+from bot.domain import relay
+from bot.domain.escalation import EscalationTimer
+from bot.transports.inbound import inbox
+from bot.transports.inbound.routes import add_callback_routes
+from bot.transports.outbound.outbox import Outbox
+from bot.transports.outbound.reach import PlatformReach
+from bot.transports.outbound.senders import build_senders
+from bot.web.ack import add_ack_routes
+from bot.web.dashboard import add_dashboard_routes
+from bot.web.render import APP_KEY
+from handlers import build_dispatcher
 
 log = logging.getLogger("linli.app")
-APP_KEY = web.AppKey("linli", object)
-
 
 ROLES = ("all", "front", "worker")
 
@@ -25,6 +38,16 @@ class App:
     """role: 'all' — one process does everything (tests, demo, small deployments);
     'front' — serve HTTP and record callbacks only (several may share the port);
     'worker' — handle recorded callbacks, run the outbox and the timers (exactly one)."""
+
+    settings: Settings
+    store: Store
+    clock: Clock
+    outbox: Outbox
+    reach: PlatformReach
+    timers: EscalationTimer
+    scheduler: Scheduler
+    dispatcher: Dispatcher
+    record_conn: sqlite3.Connection | None  # a front's own non-blocking connection (server.py)
 
     def __init__(self, settings: Settings, *, store: Store | None = None,
                  clock: Clock | None = None, role: str = "all"):
@@ -36,19 +59,16 @@ class App:
         self.store = store or Store(settings.store.path)
         self.clock = clock or Clock()
         self.http: aiohttp.ClientSession | None = None
+        self.record_conn = None
         self._tasks: set[asyncio.Task] = set()
-
-        from bot.domain import relay
-        from bot.transports.outbound.outbox import Outbox
-        from bot.core.scheduler import Scheduler
-        from bot.transports.outbound.senders import build_senders
-        from handlers import build_dispatcher
-
         self.senders = build_senders(self)
+        self.reach = PlatformReach()
         self.outbox = Outbox(self)
         self.dispatcher = build_dispatcher(self)
         self.scheduler = Scheduler(self.clock, settings.timezone)
-        relay.install(self)
+        self.timers = EscalationTimer(self, self.scheduler)
+        # the relay reacts to each send's outcome inside the transaction that records it
+        self.outbox.subscribe("*", lambda row, result: relay.on_send_result(self, row, result))
 
     # -- background work -------------------------------------------------------------
     def spawn(self, coro, name: str | None = None) -> asyncio.Task:
@@ -76,20 +96,20 @@ class App:
                 timeout=aiohttp.ClientTimeout(total=self.settings.send.timeout_s))
         if self.role == "front":
             return  # a front only answers HTTP; the worker sends, dispatches and keeps time
-        from bot.domain import escalation
-        from bot.transports.inbound import inbox as inbound
-
+        fixed = relay.reconcile(self)
+        if fixed:
+            log.warning("start-up: %d hop(s) whose post was sent but not recorded as done, fixed", fixed)
         await self.outbox.start()
         if self.role == "worker":
-            self.spawn(inbound.consume(self), name="inbound-consumer")
+            self.spawn(inbox.consume(self), name="inbound-consumer")
         else:
             # messages recorded (and answered "success") but not handled before a stop: the
             # platform will not resend them, so handle them now
-            await inbound.resume(self)
+            await inbox.resume(self)
         # timers are derived from the database: re-arming at start-up is what makes a restart
         # lose none of them
         self.scheduler.start()
-        escalation.rearm(self)
+        self.timers.rearm()
 
     async def close(self) -> None:
         self.scheduler.shutdown()
@@ -102,10 +122,6 @@ class App:
             self.http = None
 
     def web_app(self) -> web.Application:
-        from bot.transports.inbound.routes import add_callback_routes
-        from bot.web.ack import add_ack_routes
-        from bot.web.dashboard import add_dashboard_routes
-
         wa = web.Application(client_max_size=self.settings.server.max_body_bytes)
         wa[APP_KEY] = self
         add_callback_routes(wa, self)

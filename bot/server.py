@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 
@@ -34,12 +33,10 @@ async def start_app(app: App, host: str, port: int, *, reuse_port: bool = False)
 
 
 async def _periodic_rearm(app: App) -> None:
-    from bot.domain import escalation
-
     while True:
         await asyncio.sleep(REARM_EVERY_S)
         try:
-            escalation.rearm(app)
+            app.timers.rearm()
             app.outbox.kick()
         except Exception:
             log.exception("re-arming timers failed")
@@ -88,7 +85,10 @@ async def serve(settings, *, config_path: str = "config.toml", fronts: int = 0) 
         await app.start()
         runner = None
         cmd = [sys.executable, "-m", "bot", "serve", "--role", "front", "--config", config_path]
-        workers = [subprocess.Popen(cmd) for _ in range(fronts)]
+        # a front compares its parent with this pid: one that starts after the worker died (and was
+        # re-parented at once) notices as surely as one whose worker dies later
+        env = dict(os.environ, LINLI_WORKER_PID=str(os.getpid()))
+        workers = [subprocess.Popen(cmd, env=env) for _ in range(fronts)]
         if settings.server.worker_nice:
             os.nice(settings.server.worker_nice)  # after the fork: the fronts keep normal priority
     rearm = asyncio.create_task(_periodic_rearm(app))
@@ -119,17 +119,17 @@ async def serve_front(settings) -> int:
     app = App(settings, role="front")
     # a WAL checkpoint (with its fsync) would run inside whichever commit crosses the threshold;
     # leave them to the worker so a front's answer never waits for one
-    app.store.conn.execute("PRAGMA wal_autocheckpoint=0")
+    app.store.leave_checkpoints_to_others()
     # callbacks are recorded on a connection of their own that never blocks: it waits for the
     # write lock in inbound.record_async (yielding to other requests), not in SQLite's busy
     # handler, which would put the whole event loop to sleep. Dashboard writes keep the normal
     # connection and its busy timeout.
-    app.record_conn = sqlite3.connect(app.store.path, isolation_level=None, check_same_thread=False)
-    for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL", "busy_timeout=0",
-                   "wal_autocheckpoint=0"):
-        app.record_conn.execute(f"PRAGMA {pragma}")
+    app.record_conn = app.store.record_connection()
+    parent = int(os.environ.get("LINLI_WORKER_PID") or os.getppid())
+    if os.getppid() != parent:
+        log.error("front: the worker (pid %s) is already gone; not starting", parent)
+        return 1
     runner = await start_app(app, settings.server.host, settings.server.port, reuse_port=True)
-    parent = os.getppid()
 
     async def orphaned() -> None:
         while os.getppid() == parent:
@@ -168,52 +168,66 @@ async def run_world(settings, *, speed: float = 1.0) -> int:
     return 0
 
 
-def _print_status(store, alert_id: int) -> None:
-    from bot.domain.acks import coverage
+def _print_status(app: App, alert_id: int) -> None:
+    from bot.domain import alerts
+    from bot.domain.coverage import coverage
 
-    cov = coverage(store, alert_id)
+    cov = coverage(app.store, alert_id)
     print(f"#{alert_id}: {cov['acked']}/{cov['households']} households acknowledged ({cov['pct']}%), "
           f"{cov['reached']} reached")
     for root in cov["tree"]:
         for g in (root["children"] if root["kind"] == "community" else [root]):
             print(f"  {g['name']}: {g['acked']}/{g['households']} ({g['pct']}%)")
-    hops = store.q("SELECT state, COUNT(*) n FROM hops WHERE alert_id=? GROUP BY state", (alert_id,))
-    print("  hops: " + ", ".join(f"{h['state']}={h['n']}" for h in hops))
+    print("  hops: " + ", ".join(f"{k}={v}" for k, v in alerts.hop_states(app.store, alert_id).items()))
+
+
+def _refusal(e) -> str:
+    """The same plain sentence the chat gives, for the operator."""
+    from bot.core import texts
+
+    return texts.render("messages/alert_command_error.j2", code=e.code, **e.params).strip()
 
 
 async def alert_command(settings, args) -> int:
-    from bot.domain import alerts
-    from bot.domain import escalation
+    from bot.domain import alerts, escalation
     from bot.domain.alerts import AlertError, Draft
 
     app = App(settings)
     store = app.store
     try:
         if args.action == "list":
-            for a in store.q("SELECT * FROM alerts ORDER BY id"):
+            for a in alerts.all_alerts(store):
                 print(f"#{a['id']} {hhmm(a['created_at'], settings.timezone)} {a['type']} {a['colour']} "
                       f"{a['action']} {a['state']}")
             return 0
         if args.action in ("status", "summary"):
-            if store.q1("SELECT id FROM alerts WHERE id=?", (args.id,)) is None:
+            alert = alerts.find(store, args.id)
+            if alert is None:
                 print(f"no alert #{args.id}", file=sys.stderr)
                 return 1
             if args.action == "status":
-                _print_status(store, args.id)
+                _print_status(app, args.id)
             else:
-                print(escalation.summary_text(store, store.q1("SELECT * FROM alerts WHERE id=?", (args.id,))))
+                print(escalation.summary_text(store, alert, settings=settings))
             return 0
         if args.action == "ingest":
             from bot.transports.inbound import cap
 
-            with open(args.file, "rb") as f:
-                alert_id = cap.ingest(app, f.read())
+            try:
+                with open(args.file, "rb") as f:
+                    xml = f.read()
+            except OSError as e:
+                print(f"cannot read {args.file}: {e.strerror}", file=sys.stderr)
+                return 2
+            alert_id = cap.ingest(app, xml)
             if alert_id is None:
                 print("already ingested; nothing to do")
                 return 0
         elif args.action == "send":
-            issuer = (store.q1("SELECT id FROM residents WHERE name=? AND active=1", (args.issuer,)) if args.issuer
-                      else store.q1("SELECT id FROM residents WHERE roles LIKE '%staff%' AND active=1 ORDER BY id"))
+            issuer = alerts.issuer_named(store, args.issuer)
+            if args.issuer and issuer is None:
+                print(f"no active person named {args.issuer} in the register", file=sys.stderr)
+                return 1
             scope = alerts.resolve_scope(store, [s for s in args.scope.split(",") if s.strip()])
             alert_id = alerts.issue(app, Draft(type=alerts.parse_type(args.type),
                                                colour=alerts.parse_colour(args.colour), text=args.text,
@@ -223,15 +237,16 @@ async def alert_command(settings, args) -> int:
             colour = alerts.parse_colour(args.colour) if args.action == "update" else None
             alert_id = alerts.follow_on(app, args.id, args.action, colour=colour, text=args.text)
     except AlertError as e:
-        print(f"refused: {e.code} {json.dumps(e.params, ensure_ascii=False)}", file=sys.stderr)
+        print(f"refused: {_refusal(e)}", file=sys.stderr)
         return 1
-    sends = store.scalar("SELECT COUNT(*) FROM sends WHERE alert_id=?", (alert_id,))
-    print(f"alert #{alert_id} {args.action}: {sends} sends queued; a running `linli serve` delivers them")
-    escalation.rearm(app)
+    print(f"alert #{alert_id} {args.action}: {alerts.sends_count(store, alert_id)} sends queued; "
+          "a running `linli serve` delivers them")
     return 0
 
 
 def report_command(settings, args) -> int:
+    from bot.domain import alerts
+
     store = Store(settings.store.path)
     if args.kind == "requests":
         from bot.domain.reports import write_requests_report
@@ -239,14 +254,20 @@ def report_command(settings, args) -> int:
         if not args.month:
             print("--month YYYY-MM is required", file=sys.stderr)
             return 2
-        year, month = (int(x) for x in args.month.split("-"))
+        try:
+            year, month = (int(x) for x in args.month.split("-"))
+            if not (1 <= month <= 12 and 2000 <= year <= 2100):
+                raise ValueError
+        except ValueError:
+            print(f"--month must look like 2024-06, not {args.month!r}", file=sys.stderr)
+            return 2
         write_requests_report(store, year, month, args.out)
     else:
         from types import SimpleNamespace
 
         from bot.web.exports import delivery_rows, table_bytes
 
-        if not args.alert or store.q1("SELECT id FROM alerts WHERE id=?", (args.alert,)) is None:
+        if not args.alert or alerts.find(store, args.alert) is None:
             print("--alert ID of an existing alert is required", file=sys.stderr)
             return 2
         fmt = "xlsx" if args.out.lower().endswith(".xlsx") else "csv"

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import re
 
-from bot.domain import alerts as alerts_mod
-from bot.domain import escalation
-from bot.domain.alerts import AlertError, Draft
 from bot.core.dispatcher import Ctx, Router
 from bot.core.filters import has_role, text_equals, text_regex
 from bot.core.models import Inbound
+from bot.data import conversations
+from bot.data import relay as relay_db
+from bot.domain import alerts as alerts_mod
+from bot.domain import areas, escalation
+from bot.domain.alerts import AlertError, Draft
 
 router = Router("alerts")
 staff = has_role("staff")
@@ -31,24 +33,19 @@ def _user_key(msg: Inbound) -> str:
 
 
 def _remember(ctx: Ctx, data: dict) -> None:
-    ctx.store.conn.execute(
-        "INSERT INTO conversations (user_key, state, data, expires_at) VALUES (?,?,?,?) "
-        "ON CONFLICT(user_key) DO UPDATE SET state=excluded.state, data=excluded.data, "
-        "expires_at=excluded.expires_at",
-        (_user_key(ctx.msg), "confirm_alert", json.dumps(data, ensure_ascii=False),
-         ctx.app.clock.now() + CONFIRM_TTL_S))
+    conversations.remember(ctx.store, _user_key(ctx.msg), "confirm_alert", data,
+                           ctx.app.clock.now() + CONFIRM_TTL_S)
 
 
 def _pending(ctx: Ctx, msg: Inbound) -> bool | dict:
-    row = ctx.store.q1("SELECT data FROM conversations WHERE user_key=? AND state='confirm_alert' "
-                       "AND expires_at > ?", (_user_key(msg), ctx.app.clock.now()))
-    return {"pending": json.loads(row["data"])} if row else False
+    data = conversations.pending(ctx.store, _user_key(msg), "confirm_alert", ctx.app.clock.now())
+    return {"pending": data} if data is not None else False
 
 
 async def _preview(ctx: Ctx, data: dict) -> None:
     draft = Draft(type=data["type"], colour=data["colour"], text=data["text"], scope=data["scope"],
                   action=data["action"], supersedes_id=data.get("supersedes_id"))
-    shown = alerts_mod.preview(ctx.store, draft)
+    shown = alerts_mod.preview(ctx.store, draft, ctx.settings)
     _remember(ctx, data)
     await ctx.reply("messages/alert_preview.j2", body=shown["text"], households=shown["households"],
                     scope_names=data.get("scope_names") or [])
@@ -75,8 +72,8 @@ async def issue_command(ctx: Ctx, msg: Inbound) -> None:
 
 @router.text(staff, text_regex(_FOLLOW))
 async def follow_command(ctx: Ctx, msg: Inbound) -> None:
-    old = ctx.store.q1("SELECT * FROM alerts WHERE id=?", (int(ctx.match["id"]),))
-    if old is None or old["state"] != "active":
+    old = alerts_mod.find(ctx.store, int(ctx.match["id"]))
+    if old is None or old["state"] != "active" or old["action"] == "lift":
         await ctx.reply("messages/alert_command_error.j2", code="not_active", value=ctx.match["id"])
         return
     verb = ctx.match["verb"]
@@ -94,7 +91,7 @@ async def follow_command(ctx: Ctx, msg: Inbound) -> None:
 @router.text(staff, text_equals("确认", "确认发布", "发布"), _pending)
 async def confirm(ctx: Ctx, msg: Inbound) -> None:
     data = ctx.match["pending"]
-    ctx.store.conn.execute("DELETE FROM conversations WHERE user_key=?", (_user_key(msg),))
+    conversations.forget(ctx.store, _user_key(msg))
     try:
         if data["action"] == "issue":
             alert_id = alerts_mod.issue(ctx.app, Draft(type=data["type"], colour=data["colour"], text=data["text"],
@@ -106,24 +103,22 @@ async def confirm(ctx: Ctx, msg: Inbound) -> None:
     except AlertError as e:
         await ctx.reply("messages/alert_command_error.j2", code=e.code, **e.params)
         return
-    escalation.rearm(ctx.app)
-    hops = ctx.store.scalar("SELECT COUNT(*) FROM hops WHERE alert_id=?", (alert_id,))
+    hops = relay_db.count(ctx.store, alert_id)
     await ctx.reply("messages/alert_issued.j2", alert_id=alert_id, action=data["action"], hops=hops)
 
 
 @router.text(staff, text_equals("取消"), _pending)
 async def cancel(ctx: Ctx, msg: Inbound) -> None:
-    ctx.store.conn.execute("DELETE FROM conversations WHERE user_key=?", (_user_key(msg),))
+    conversations.forget(ctx.store, _user_key(msg))
     await ctx.reply("messages/alert_cancelled.j2")
 
 
 @router.text(has_role("staff", "grid_lead"), text_regex(r"^(?:汇总|进度)\s*#?(?P<id>\d+)?$"))
 async def summary(ctx: Ctx, msg: Inbound) -> None:
-    if ctx.match.get("id"):
-        alert = ctx.store.q1("SELECT * FROM alerts WHERE id=?", (int(ctx.match["id"]),))
-    else:
-        alert = ctx.store.q1("SELECT * FROM alerts WHERE action!='lift' ORDER BY id DESC LIMIT 1")
+    alert = alerts_mod.find(ctx.store, int(ctx.match["id"])) if ctx.match.get("id") else alerts_mod.latest(ctx.store)
     if alert is None:
         await ctx.reply("messages/alert_command_error.j2", code="no_alert_yet")
         return
-    await ctx.reply_text(escalation.summary_text(ctx.store, alert))
+    # a grid lead sees their own grid only, as on the dashboard
+    within = areas.buildings_of(ctx.store, ctx.resident)
+    await ctx.reply_text(escalation.summary_text(ctx.store, alert, settings=ctx.settings, within=within))

@@ -22,7 +22,7 @@ LAYERS = [
 SIBLINGS = ("handlers", "bot.web", "bot.transports")  # doors: independent of each other
 WORLD_MAY_IMPORT = ("bot.core", "bot.world")
 
-SQL_WORDS = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|WITH\s+RECURSIVE|CREATE|ALTER|DROP|PRAGMA)\b", re.I)
+SQL_WORDS = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|WITH\s+RECURSIVE|CREATE|ALTER|DROP|PRAGMA)\s")
 SQL_CALLS = {"execute", "executemany", "executescript", "q", "q1", "scalar"}
 
 

@@ -4,6 +4,7 @@ import pytest
 
 from bot.domain import alerts
 from bot.domain import escalation
+from bot.data import relay as relay_db
 from bot.domain import relay
 from bot.domain.acks import coverage
 from bot.domain.alerts import AlertError, Draft
@@ -59,7 +60,7 @@ async def test_lead_forward_marks_hop_and_delivers_households(sim):
     assert hop["state"] == "forwarded" and hop["done_by"] == lead["id"]
     delivered = store.scalar("SELECT COUNT(*) FROM deliveries WHERE alert_id=? AND household_id IN "
                              "(SELECT id FROM households WHERE building_id=?)", (alert_id, hop["node_id"]))
-    assert delivered == len(relay.reachable_households(store, hop["node_id"])) > 0
+    assert delivered == len(relay_db.reachable_households(store, hop["node_id"])) > 0
     reply = store.q1("SELECT payload FROM sends WHERE purpose='reply' ORDER BY id DESC LIMIT 1")
     assert "已转发" in json.loads(reply["payload"])["text"]
 

@@ -40,3 +40,7 @@ def with_role(store: Store, role: str) -> list[dict]:
     return [r for r in store.q("SELECT * FROM residents WHERE active=1 AND roles LIKE ? ORDER BY id",
                                (f"%{role}%",))
             if role in r["roles"].split(",")]
+
+
+def active_named(store: Store, name: str) -> dict | None:
+    return store.q1("SELECT * FROM residents WHERE name=? AND active=1 ORDER BY id LIMIT 1", (name,))

@@ -451,6 +451,19 @@ class Store:
             (at, kind, ref_type, ref_id, actor_id,
              json.dumps(data, ensure_ascii=False) if data else None))
 
+    def leave_checkpoints_to_others(self) -> None:
+        self.conn.execute("PRAGMA wal_autocheckpoint=0")
+
+    def record_connection(self) -> sqlite3.Connection:
+        """A connection of its own that never blocks (busy_timeout=0) and never checkpoints: a
+        front records callbacks on it and waits for the write lock without putting its event loop
+        to sleep (SQLite's busy handler would)."""
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL", "busy_timeout=0",
+                       "wal_autocheckpoint=0"):
+            conn.execute(f"PRAGMA {pragma}")
+        return conn
+
     def close(self) -> None:
         self.conn.close()
 
@@ -469,3 +482,4 @@ def _split_sql(script: str) -> list[str]:
     if "".join(buf).strip():
         raise ValueError("incomplete SQL statement in migration")
     return out
+

@@ -1,27 +1,46 @@
-"""Acknowledgements and coverage.
+"""Acknowledgements: one act, `acknowledge`, for every door — a chat reply, the signed link, a
+poll answer, a lead's 代确认 for a neighbour without a phone, a social worker's visit.
 
-A household is covered when any member (or someone on their behalf) acknowledges. Every ack is a
-row: alert, household, resident, channel, proxy, answer (ok / help), time, raw text.
+Its rules hold wherever the answer comes from:
+- an answer is 'ok' (a plain acknowledgement, shown as 已确认), 'safe' (the poll's 平安) or 'help'
+  (需要帮助). A plain ack is never called 平安: only a person answering a poll says they are safe;
+- "需要帮助" opens the same urgent request from every door;
+- an answer can be changed from any door; the change is a new row and an event;
+- with no warning named, a plain ack acknowledges every live warning covering the household, a
+  poll answer goes to the newest warning whose poll is open;
+- a lifted or expired warning, or a household outside its scope, records nothing.
 """
 from __future__ import annotations
 
-import math
 import re
+from dataclasses import dataclass, field
 
-# what residents actually write (DOMAIN.md): "收到", "1", "好的", "已阅", "收到，谢谢", a thumbs-up
+from bot.data import acks as acks_db
+from bot.data import alerts as alerts_db
+from bot.data import org
+from bot.data import people as people_db
+from bot.domain import requests as requests_mod
+from bot.domain.alerts import is_live
+from bot.domain.coverage import coverage, unacked_households  # noqa: F401  (re-exported)
+from bot.domain.ports import Deps
+
+# what residents actually write: "收到", "1", "好的", "已阅", "收到，谢谢", a thumbs-up
 ACK_WORDS = ("收到", "好的", "已阅", "知道了", "明白", "ok", "okay", "好", "嗯", "1", "１", "👍", "[强]",
              "平安", "已收到", "收到了")
+SAFE_WORDS = ("1", "１", "平安")  # a poll's first option
 HELP_PHRASES = ("需要帮助", "救命", "求助", "帮帮我", "快来人", "被困", "受伤")  # "2" is handled apart
 _PUNCT = " \t\r\n，,。.！!、~～;；:："
 _ACK_RE = re.compile(
     r"^(?P<ack>" + "|".join(re.escape(w) for w in sorted(ACK_WORDS, key=len, reverse=True)) + r")"
     r"(?P<tail>(?:[" + re.escape(_PUNCT) + r"]|谢谢|了|啦)*)(?P<rest>.*)$", re.S | re.I)
 THANKS = ("谢谢", "谢谢你", "谢谢社区", "辛苦了", "感谢", "多谢")
+DOORS = ("wecom", "oa", "link", "proxy", "visit", "dashboard")
 
 
 def parse_reply(text: str) -> tuple[str, str] | None:
-    """('ok'|'help', rest) for an acknowledging reply, None otherwise. `rest` is whatever the
-    resident asked for in the same message ("收到，地下车库进水了" -> ('ok', '地下车库进水了'))."""
+    """('ok'|'safe'|'help', rest) for an acknowledging reply, None otherwise. 'safe' is a poll's "1"
+    or "平安"; `rest` is whatever the resident asked for in the same message
+    ("收到，地下车库进水了" -> ('ok', '地下车库进水了'))."""
     t = text.strip()
     if not t:
         return None
@@ -37,110 +56,157 @@ def parse_reply(text: str) -> tuple[str, str] | None:
         rest = ""
     if m.group("ack") in ("好", "嗯", "1", "１") and rest and not m.group("tail"):
         return None  # "好多水" / "1栋漏水" are not acknowledgements
-    return "ok", rest
+    return ("safe" if m.group("ack") in SAFE_WORDS else "ok"), rest
 
 
-def record_ack(app, *, alert: dict, household_id: int, resident_id: int | None, channel: str,
-               answer: str = "ok", raw: str = "", proxy_id: int | None = None,
-               request_id: int | None = None) -> dict:
-    """Log one ack. A resident repeating the same answer adds nothing; a changed answer is a new
-    row (the newest answer counts, the first ack time keeps counting for coverage)."""
-    store, now = app.store, app.clock.now()
-    if resident_id is not None:
-        last = store.q1("SELECT * FROM acks WHERE alert_id=? AND resident_id=? ORDER BY id DESC LIMIT 1",
-                        (alert["id"], resident_id))
-        if last and last["answer"] == answer and request_id is None:
-            return dict(last, duplicate=True)
-    with store.transaction() as conn:
-        ack_id = conn.execute(
-            "INSERT INTO acks (alert_id, household_id, resident_id, channel, by_proxy_id, answer, at, raw,"
-            " request_id) VALUES (?,?,?,?,?,?,?,?,?)",
-            (alert["id"], household_id, resident_id, channel, proxy_id, answer, now, raw, request_id)).lastrowid
-        store.log(now, "ack", "alert", alert["id"], proxy_id or resident_id, household_id=household_id,
-                  channel=channel, answer=answer, proxy=proxy_id is not None)
-    return store.q1("SELECT * FROM acks WHERE id=?", (ack_id,))
+@dataclass
+class Acked:
+    alert: dict
+    answer: str
+    changed: bool = False
+    duplicate: bool = False
+    ack_id: int | None = None
 
 
-# -- coverage ---------------------------------------------------------------------------------
-def coverage(store, alert_id: int) -> dict:
-    """Coverage of one alert, per building rolled up to compound, grid and community, with the
-    time to 50/90/100% of households acknowledged. Reads the trigger-maintained counters
-    (coverage_counts, ack_firsts), so it stays fast at 100k households."""
-    alert = store.q1("SELECT * FROM alerts WHERE id=?", (alert_id,))
-    per_building = store.conn.execute(
-        "SELECT building_id, households, reached, acked FROM coverage_counts WHERE alert_id=?", (alert_id,)).fetchall()
-    help_by_building: dict[int, int] = {}
-    for (b,) in store.conn.execute(
-            "SELECT h.building_id FROM (SELECT DISTINCT household_id FROM acks WHERE alert_id=? AND answer='help') x "
-            "JOIN households h ON h.id = x.household_id", (alert_id,)):
-        help_by_building[b] = help_by_building.get(b, 0) + 1
-    nodes = {n[0]: {"id": n[0], "kind": n[1], "name": n[2], "parent_id": n[3], "households": 0, "reached": 0,
-                    "acked": 0, "help": 0, "children": []}
-             for n in store.conn.execute("SELECT id, kind, name, parent_id FROM nodes")}
-    touched = set()
-    for b, households, reached, acked in per_building:
-        node = nodes[b]
-        counts = {"households": households, "reached": reached, "acked": acked, "help": help_by_building.get(b, 0)}
-        while node is not None:
-            for k, v in counts.items():
-                node[k] += v
-            touched.add(node["id"])
-            node = nodes.get(node["parent_id"])
-    for nid in sorted(touched):
-        n = nodes[nid]
-        n["pct"] = round(100.0 * n["acked"] / n["households"], 1) if n["households"] else 0.0
-        if n["parent_id"] in nodes:
-            nodes[n["parent_id"]]["children"].append(n)
-    roots = [nodes[n] for n in sorted(touched) if nodes[n]["parent_id"] not in touched]
-    total = sum(r["households"] for r in roots)
-    acked = sum(r["acked"] for r in roots)
-    return {"alert_id": alert_id, "households": total, "acked": acked,
-            "reached": sum(r["reached"] for r in roots),
-            "pct": round(100.0 * acked / total, 1) if total else 0.0,
-            "time_to": {p: _time_to(store, alert_id, acked, total, p / 100, alert["created_at"]) for p in (50, 90, 100)},
-            "tree": roots}
+@dataclass
+class AckOutcome:
+    acked: list[Acked] = field(default_factory=list)
+    request_id: int | None = None
+    refused: str | None = None  # 'ended', 'out_of_scope', 'no_alert'
+
+    @property
+    def new(self) -> list[Acked]:
+        return [a for a in self.acked if not a.duplicate]
+
+    @property
+    def changed(self) -> bool:
+        return any(a.changed for a in self.acked)
 
 
-def _time_to(store, alert_id: int, acked: int, total: int, frac: float, start: float) -> float | None:
-    """Seconds from issue until `frac` of households had acknowledged (the k-th first ack)."""
-    need = math.ceil(frac * total)
-    if total == 0 or need > acked or need == 0:
-        return None
-    at = store.scalar("SELECT at FROM ack_firsts WHERE alert_id=? ORDER BY at LIMIT 1 OFFSET ?",
-                      (alert_id, need - 1))
-    return at - start
+def _answer_for(alert: dict, kind: str) -> str:
+    if kind == "help":
+        return "help"
+    return "safe" if kind == "safe" and alert["poll"] else "ok"
 
 
-def unacked_households(store, alert_id: int, building_id: int | None = None) -> list[dict]:
-    sql = ("SELECT h.* FROM alert_scope s JOIN households h ON h.building_id = s.building_id "
-           "AND h.active=1 WHERE s.alert_id=? AND NOT EXISTS (SELECT 1 FROM acks a WHERE "
-           "a.alert_id=s.alert_id AND a.household_id=h.id)")
-    params: tuple = (alert_id,)
-    if building_id is not None:
-        sql += " AND h.building_id=?"
-        params += (building_id,)
-    return store.q(sql + " ORDER BY h.id", params)
+def _targets(deps: Deps, household_id: int, kind: str) -> list[dict]:
+    live = alerts_db.live_for_household(deps.store, household_id, deps.clock.now())
+    if kind in ("safe", "help"):
+        polls = [a for a in live if a["poll"]]
+        if polls:
+            return polls[:1]
+        if kind == "help":
+            return live[:1]
+    return live
 
 
-_ROOM_RE = re.compile(r"(?:(?P<building>\d+)\s*栋)?\s*(?:(?P<unit>\d+)\s*单元)?\s*(?P<room>\d{3,4})")
+def acknowledge(deps: Deps, *, household_id: int, door: str, kind: str = "ok", alert_id: int | None = None,
+                resident: dict | None = None, proxy: dict | None = None, raw: str = "", ask: str = "",
+                request_key: str | None = None) -> AckOutcome:
+    """Record a household's answer. `kind` is what was said ('ok', 'safe', 'help'); `alert_id` names
+    the warning (the link does; chat does not); `resident` answered for themselves, `proxy` (a lead,
+    a social worker) for the household; `ask` is anything the answer also asked for (it becomes a
+    request, urgent with 'help')."""
+    store, now = deps.store, deps.clock.now()
+    out = AckOutcome()
+    if alert_id is not None:
+        alert = alerts_db.get(store, alert_id)
+        if alert is None:
+            out.refused = "no_alert"
+            return out
+        if not alerts_db.covers(store, alert_id, household_id):
+            out.refused = "out_of_scope"
+            return out
+        if door != "visit" and not is_live(alert, now):  # a visit is a fact whenever it is told
+            out.refused = "ended"
+            return out
+        targets = [alert]
+    else:
+        targets = _targets(deps, household_id, kind)
+        if not targets:
+            out.refused = "no_alert"
+            return out
+    if kind == "help" or ask:
+        who = resident or _speaker_for(store, household_id)
+        if who is not None:
+            text = ask or raw or "需要帮助"
+            if proxy is not None and not ask:
+                text = f"{raw}"
+            req = requests_mod.file_request(deps, resident=who, text=text, alert_id=targets[0]["id"],
+                                            force_urgent=kind == "help", key=request_key)
+            out.request_id = req["id"] if req else None
+    for alert in targets:
+        answer = _answer_for(alert, kind)
+        last = (acks_db.last_of_resident(store, alert["id"], resident["id"]) if resident is not None
+                else acks_db.last_of_household(store, alert["id"], household_id))
+        if last is not None and last["answer"] == answer and out.request_id is None:
+            out.acked.append(Acked(alert, answer, duplicate=True, ack_id=last["id"]))
+            continue
+        household_last = acks_db.last_of_household(store, alert["id"], household_id)
+        changed = household_last is not None and household_last["answer"] != answer
+        actor = proxy["id"] if proxy is not None else (resident["id"] if resident is not None else None)
+        with store.transaction():
+            ack_id = acks_db.insert(store, alert_id=alert["id"], household_id=household_id,
+                                    resident_id=resident["id"] if resident is not None else None, channel=door,
+                                    proxy_id=proxy["id"] if proxy is not None else None, answer=answer,
+                                    at=now, raw=raw, request_id=out.request_id)
+            store.log(now, "ack.changed" if changed else "ack", "alert", alert["id"], actor,
+                      household_id=household_id, channel=door, answer=answer, proxy=proxy is not None,
+                      **({"before": household_last["answer"]} if changed else {}))
+        out.acked.append(Acked(alert, answer, changed=changed, ack_id=ack_id))
+    return out
+
+
+def _speaker_for(store, household_id: int) -> dict | None:
+    """Who a request from a household's link is filed for: a member, preferring one on WeChat."""
+    members = people_db.in_households(store, [household_id])
+    members.sort(key=lambda p: (not (p.get("wecom_userid") or p.get("oa_openid")), p["id"]))
+    return members[0] if members else None
+
+
+def household_answer(deps: Deps, alert_id: int, household_id: int) -> dict | None:
+    """The household's current answer to a warning (its newest ack), or None."""
+    return acks_db.last_of_household(deps.store, alert_id, household_id)
 
 
 def find_household(store, text: str, building_ids: list[int]) -> list[dict]:
-    """Households matching "3栋502", "2单元502" or "502" within the given buildings."""
-    m = _ROOM_RE.search(text)
-    if not m or not building_ids:
-        return []
-    sql = (f"SELECT h.*, n.name AS building FROM households h JOIN nodes n ON n.id=h.building_id "
-           f"WHERE h.active=1 AND h.room=? AND h.building_id IN ({','.join('?' * len(building_ids))})")
-    params = [m.group("room"), *building_ids]
-    if m.group("building"):
-        sql += " AND n.name=?"
-        params.append(f"{m.group('building')}栋")
-    if m.group("unit"):
-        sql += " AND h.unit=?"
-        params.append(f"{m.group('unit')}单元")
-    compounds = [c["id"] for c in store.q("SELECT id, name FROM nodes WHERE kind='compound'") if c["name"] in text]
-    if compounds:  # "金湖花园3栋502": the compound narrows it down
-        sql += f" AND n.parent_id IN ({','.join('?' * len(compounds))})"
-        params.extend(compounds)
-    return store.q(sql, params)
+    return acks_db.find_household(store, text, building_ids)
+
+
+def record_ack(deps: Deps, *, alert: dict, household_id: int, resident_id: int | None, channel: str,
+               answer: str = "ok", raw: str = "", proxy_id: int | None = None,
+               request_id: int | None = None) -> dict:
+    """Low-level: log one ack row for a known alert (tests and simulations). Doors use acknowledge()."""
+    store, now = deps.store, deps.clock.now()
+    with store.transaction():
+        ack_id = acks_db.insert(store, alert_id=alert["id"], household_id=household_id, resident_id=resident_id,
+                                channel=channel, proxy_id=proxy_id, answer=answer, at=now, raw=raw,
+                                request_id=request_id)
+        store.log(now, "ack", "alert", alert["id"], proxy_id or resident_id, household_id=household_id,
+                  channel=channel, answer=answer, proxy=proxy_id is not None)
+    return acks_db.get(store, ack_id)
+
+
+def live_alerts(deps: Deps, household_id: int) -> list[dict]:
+    return alerts_db.live_for_household(deps.store, household_id, deps.clock.now())
+
+
+RECENT_S = 24 * 3600
+
+
+def recently_ended(deps: Deps, household_id: int) -> dict | None:
+    """The newest warning for this household that ended (lifted, expired) within a day, if any:
+    a late "收到" is told it has ended rather than that there was none."""
+    return alerts_db.recently_ended_for_household(deps.store, household_id, deps.clock.now(), RECENT_S)
+
+
+def all_buildings(store) -> list[int]:
+    return org.buildings_under(store, [])
+
+
+def household(deps: Deps, household_id: int) -> dict | None:
+    return people_db.household(deps.store, household_id)
+
+
+def covers(deps: Deps, alert_id: int, household_id: int) -> bool:
+    return alerts_db.covers(deps.store, alert_id, household_id)

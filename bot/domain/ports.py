@@ -34,6 +34,14 @@ class Reach(Protocol):
         """(channel, target) for one person, or None when they have no reachable account."""
         ...
 
+    def fan_out(self, people: list[Mapping[str, Any]]) -> list[tuple[str, str, list[Mapping[str, Any]]]]:
+        """(channel, target, members) covering everyone reachable, batched as the platform allows."""
+        ...
+
+    def delivered(self, row: Mapping[str, Any], result: Any = None) -> list[str]:
+        """The targets of a sent row that the platform accepted."""
+        ...
+
 
 class Timers(Protocol):
     """The one escalation timer, derived from the rows; re-armed after every act that moves it."""

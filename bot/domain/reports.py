@@ -15,6 +15,7 @@ from statistics import mean, median
 from zoneinfo import ZoneInfo
 
 from bot.core import texts
+from bot.data import reports as reports_db
 
 _DETAIL = ("id", "created", "resident", "household", "building", "category", "urgency", "place",
            "text", "state", "assignee", "resolution", "accept_h", "resolve_h", "rating",
@@ -40,13 +41,7 @@ def _counted(values) -> dict:
 
 def monthly_report(store, year: int, month: int, tz: str = "Asia/Shanghai") -> dict:
     start, end = month_bounds(year, month, tz)
-    rows = store.q(
-        "SELECT r.*, p.name AS resident, h.label AS household, "
-        "COALESCE(c.name, '') || COALESCE(b.name, '') AS building FROM requests r "
-        "LEFT JOIN residents p ON p.id = r.resident_id "
-        "LEFT JOIN households h ON h.id = r.household_id "
-        "LEFT JOIN nodes b ON b.id = r.building_id LEFT JOIN nodes c ON c.id = b.parent_id "
-        "WHERE r.created_at >= ? AND r.created_at < ? ORDER BY r.id", (start, end))
+    rows = reports_db.requests_between(store, start, end)
     details = []
     for r in rows:
         details.append({

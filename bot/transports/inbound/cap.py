@@ -69,9 +69,7 @@ def ingest(app, xml: bytes | str, *, issuer_id: int | None = None) -> int | None
     identifier was already ingested."""
     cap = parse(xml)
     store = app.store
-    if cap["identifier"] and store.scalar(
-            "SELECT 1 FROM events WHERE kind='cap.ingested' AND json_extract(data, '$.identifier')=?",
-            (cap["identifier"],)):
+    if cap["identifier"] and alerts_mod.was_ingested(store, cap["identifier"]):
         return None
     now = app.clock.now()
     expires_h = (cap["expires"] - now) / 3600 if cap["expires"] else None
@@ -81,8 +79,7 @@ def ingest(app, xml: bytes | str, *, issuer_id: int | None = None) -> int | None
         alert_id = alerts_mod.issue(app, Draft(type=cap["type"], colour=cap["colour"], text=cap["text"],
                                                expires_h=expires_h, issuer_id=issuer_id))
     else:
-        active = store.q1("SELECT id FROM alerts WHERE type=? AND state='active' AND action!='lift' "
-                          "ORDER BY id DESC LIMIT 1", (cap["type"],))
+        active = alerts_mod.newest_active_of_type(store, cap["type"])
         if active is None:
             raise AlertError("no_alert", value=cap["type"])
         action = "lift" if cap["msg_type"] == "cancel" else "update"
