@@ -17,8 +17,8 @@ from bot.core.config import Settings
 from bot.core.dispatcher import Dispatcher
 from bot.core.scheduler import Scheduler
 from bot.data.store import Store
-from bot.domain import relay
-from bot.domain.escalation import EscalationTimer
+from bot.domain import escalation, feed, relay
+from bot.domain.timers import Timers
 from bot.transports.inbound import inbox
 from bot.transports.inbound.routes import add_callback_routes
 from bot.transports.outbound.outbox import Outbox
@@ -44,7 +44,7 @@ class App:
     clock: Clock
     outbox: Outbox
     reach: PlatformReach
-    timers: EscalationTimer
+    timers: Timers
     scheduler: Scheduler
     dispatcher: Dispatcher
     record_conn: sqlite3.Connection | None  # a front's own non-blocking connection (server.py)
@@ -66,7 +66,8 @@ class App:
         self.outbox = Outbox(self)
         self.dispatcher = build_dispatcher(self)
         self.scheduler = Scheduler(self.clock, settings.timezone)
-        self.timers = EscalationTimer(self, self.scheduler)
+        # everything due later, in one timer: silence escalating, scheduled weather-service warnings
+        self.timers = Timers(self, self.scheduler, [escalation, feed])
         # the relay reacts to each send's outcome inside the transaction that records it
         self.outbox.subscribe("*", lambda row, result: relay.on_send_result(self, row, result))
 

@@ -3,8 +3,6 @@ residents' own acks ("1", "收到", "2 需要帮助", "收到，地下车库进�
 bot.domain.acks.acknowledge, the same act the ack link and the dashboard call."""
 from __future__ import annotations
 
-import re
-
 from bot.core.dispatcher import Ctx, Router
 from bot.core.filters import has_role, known_resident, roles_of, text_regex
 from bot.core.models import Inbound

@@ -25,7 +25,24 @@ CONFIRM_TTL_S = 600
 
 _ISSUE = r"^发布\s*(?P<colour>[^\s色]{1,2}色|[蓝黄橙红]|blue|yellow|orange|red)\s*(?P<type>[^\s]+?)(?:预警)?(?:\s+(?P<rest>.*))?$"
 _FOLLOW = r"^(?P<verb>升级|降级|更新|解除)\s*#?(?P<id>\d+)\s*(?P<colour>[蓝黄橙红]色?)?\s*(?P<rest>.*)$"
-_SCOPE = re.compile(r"^范围[:：]\s*(?P<scope>\S+)\s*")
+_OPTION = re.compile(r"^(?P<key>范围|对象)[:：]\s*(?P<value>\S+)\s*")
+ALL_VULNERABLE = ("困难群众", "困难户家庭", "重点人群", "所有困难群众", "全部困难群众")
+
+
+def _options(rest: str) -> tuple[list[str], list[str] | None, str]:
+    """Leading "范围:第一网格、大龙一区" and "对象:独居老人、低保户" (or 对象:困难群众 for all
+    vulnerable households); returns (scope words, audience, the rest)."""
+    scope_words, audience = [], None
+    while True:
+        m = _OPTION.match(rest)
+        if m is None:
+            return scope_words, audience, rest
+        words = [w for w in re.split(r"[、,，]", m.group("value")) if w]
+        if m.group("key") == "范围":
+            scope_words += words
+        else:
+            audience = ["*"] if any(w in ALL_VULNERABLE for w in words) else words
+        rest = rest[m.end():].strip()
 
 
 def _user_key(msg: Inbound) -> str:
@@ -44,30 +61,39 @@ def _pending(ctx: Ctx, msg: Inbound) -> bool | dict:
 
 async def _preview(ctx: Ctx, data: dict) -> None:
     draft = Draft(type=data["type"], colour=data["colour"], text=data["text"], scope=data["scope"],
-                  action=data["action"], supersedes_id=data.get("supersedes_id"))
+                  action=data["action"], supersedes_id=data.get("supersedes_id"), audience=data.get("audience"))
     shown = alerts_mod.preview(ctx.store, draft, ctx.settings)
     _remember(ctx, data)
     await ctx.reply("messages/alert_preview.j2", body=shown["text"], households=shown["households"],
-                    scope_names=data.get("scope_names") or [])
+                    scope_names=data.get("scope_names") or [], audience=data.get("audience"))
 
 
 @router.text(staff, text_regex(_ISSUE))
 async def issue_command(ctx: Ctx, msg: Inbound) -> None:
-    rest = (ctx.match.get("rest") or "").strip()
-    scope_words = []
-    m = _SCOPE.match(rest)
-    if m:
-        scope_words = [w for w in re.split(r"[、,，]", m.group("scope")) if w]
-        rest = rest[m.end():].strip()
+    scope_words, audience, rest = _options((ctx.match.get("rest") or "").strip())
     try:
         colour = alerts_mod.parse_colour(ctx.match["colour"])
         type_ = alerts_mod.parse_type(ctx.match["type"])
+        alerts_mod.check_colour(type_, colour)
         scope = alerts_mod.resolve_scope(ctx.store, scope_words)
     except AlertError as e:
         await ctx.reply("messages/alert_command_error.j2", code=e.code, **e.params)
         return
     await _preview(ctx, dict(type=type_, colour=colour, text=rest, scope=scope, scope_names=scope_words,
-                             action="issue", issuer_id=ctx.resident["id"]))
+                             action="issue", issuer_id=ctx.resident["id"], audience=audience))
+
+
+@router.text(staff, text_regex(r"^(?:发布\s*)?通知\s*(?P<rest>.+)$", re.S))
+async def notice_command(ctx: Ctx, msg: Inbound) -> None:
+    """"通知 范围:第一网格 本周六上午为老服务日": a notice, not a warning (no colour, no poll)."""
+    scope_words, audience, rest = _options(ctx.match["rest"].strip())
+    try:
+        scope = alerts_mod.resolve_scope(ctx.store, scope_words)
+    except AlertError as e:
+        await ctx.reply("messages/alert_command_error.j2", code=e.code, **e.params)
+        return
+    await _preview(ctx, dict(type=alerts_mod.NOTICE, colour="blue", text=rest, scope=scope, scope_names=scope_words,
+                             action="issue", issuer_id=ctx.resident["id"], audience=audience))
 
 
 @router.text(staff, text_regex(_FOLLOW))
@@ -95,7 +121,8 @@ async def confirm(ctx: Ctx, msg: Inbound) -> None:
     try:
         if data["action"] == "issue":
             alert_id = alerts_mod.issue(ctx.app, Draft(type=data["type"], colour=data["colour"], text=data["text"],
-                                                       scope=data["scope"], issuer_id=data["issuer_id"]))
+                                                       scope=data["scope"], issuer_id=data["issuer_id"],
+                                                       audience=data.get("audience")))
         else:
             alert_id = alerts_mod.follow_on(ctx.app, data["supersedes_id"], data["action"],
                                             colour=data["colour"] if data["action"] == "update" else None,

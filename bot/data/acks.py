@@ -60,9 +60,11 @@ def first_ack_times(store: Store, alert_id: int) -> list[float]:
 def unacked_households(store: Store, alert_id: int, building_id: int | None = None,
                        building_ids: list[int] | None = None) -> list[dict]:
     """Active households in the alert's scope with no ack at all (optionally within buildings)."""
-    sql = ("SELECT h.* FROM alert_scope s JOIN households h ON h.building_id = s.building_id "
+    sql = ("SELECT h.* FROM alert_scope s JOIN alerts al ON al.id = s.alert_id "
+           "JOIN households h ON h.building_id = s.building_id "
            "AND h.active=1 WHERE s.alert_id=? AND NOT EXISTS (SELECT 1 FROM acks a WHERE "
-           "a.alert_id=s.alert_id AND a.household_id=h.id)")
+           "a.alert_id=s.alert_id AND a.household_id=h.id) AND (al.audience = '' OR EXISTS "
+           "(SELECT 1 FROM alert_targets t WHERE t.alert_id = s.alert_id AND t.household_id = h.id))")
     params: tuple = (alert_id,)
     if building_id is not None:
         sql += " AND h.building_id=?"
@@ -97,42 +99,3 @@ def find_household(store: Store, text: str, building_ids: list[int]) -> list[dic
         sql += f" AND n.parent_id IN ({','.join('?' * len(compounds))})"
         params.extend(compounds)
     return store.q(sql, params)
-
-
-# -- follow-ups ---------------------------------------------------------------------------------
-def vulnerable_unacked(store: Store, alert_id: int) -> list[dict]:
-    """Vulnerable residents in scope whose household has not acknowledged, with their social worker."""
-    return store.q(
-        """SELECT r.*, h.label AS room, w.id AS worker_id, w.name AS worker_name,
-                  w.wecom_userid AS worker_userid, w.oa_openid AS worker_openid
-           FROM residents r JOIN households h ON h.id = r.household_id AND h.active = 1
-           JOIN alert_scope s ON s.building_id = h.building_id AND s.alert_id = ?
-           LEFT JOIN residents w ON w.id = r.social_worker_id
-           WHERE r.active = 1 AND r.vulnerable != ''
-             AND NOT EXISTS (SELECT 1 FROM acks a WHERE a.alert_id = ? AND a.household_id = h.id)
-           ORDER BY r.id""", (alert_id, alert_id))
-
-
-def create_followup(store: Store, alert_id: int, resident_id: int, household_id: int, worker_id: int | None,
-                    at: float) -> int | None:
-    cur = store.conn.execute("INSERT OR IGNORE INTO followups (alert_id, resident_id, household_id, worker_id,"
-                             " created_at) VALUES (?,?,?,?,?)", (alert_id, resident_id, household_id, worker_id, at))
-    return cur.lastrowid if cur.rowcount else None
-
-
-def open_followups(store: Store, alert_id: int) -> list[dict]:
-    return store.q("SELECT f.*, r.name, h.label AS room, w.name AS worker FROM followups f "
-                   "JOIN residents r ON r.id=f.resident_id JOIN households h ON h.id=f.household_id "
-                   "LEFT JOIN residents w ON w.id=f.worker_id WHERE f.alert_id=? AND f.state='open' "
-                   "ORDER BY f.id", (alert_id,))
-
-
-def open_followups_of_worker(store: Store, worker_id: int) -> list[dict]:
-    return store.q("SELECT f.*, r.name, h.label AS room, h.room AS room_no FROM followups f "
-                   "JOIN residents r ON r.id=f.resident_id JOIN households h ON h.id=f.household_id "
-                   "WHERE f.worker_id=? AND f.state='open' ORDER BY f.id", (worker_id,))
-
-
-def close_followup(store: Store, followup_id: int, at: float, note: str) -> None:
-    store.conn.execute("UPDATE followups SET state='closed', closed_at=?, note=? WHERE id=?",
-                       (at, note, followup_id))

@@ -154,3 +154,7 @@ def deliver(store: Store, alert_id: int, household_ids: list[int], via: str, at:
 def pending_posts_already_sent(store: Store) -> list[dict]:
     return store.q("SELECT h.* FROM hops h JOIN sends s ON s.key = 'hop:' || h.id || ':post' "
                    "WHERE h.state='pending' AND h.method='post' AND s.state='sent' ORDER BY h.id")
+
+
+def households_of_building(store: Store, building_id: int) -> list[int]:
+    return [r["id"] for r in store.q("SELECT id FROM households WHERE building_id=? AND active=1", (building_id,))]

@@ -20,9 +20,9 @@ from bot.data import alerts as alerts_db
 from bot.data import org
 from bot.data import people as people_db
 from bot.domain import requests as requests_mod
-from bot.domain.alerts import is_live
 from bot.domain.coverage import coverage, unacked_households  # noqa: F401  (re-exported)
 from bot.domain.ports import Deps
+from bot.domain.status import is_live
 
 # what residents actually write: "收到", "1", "好的", "已阅", "收到，谢谢", a thumbs-up
 ACK_WORDS = ("收到", "好的", "已阅", "知道了", "明白", "ok", "okay", "好", "嗯", "1", "１", "👍", "[强]",

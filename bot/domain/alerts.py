@@ -14,11 +14,12 @@ from bot.core import texts
 from bot.data import alerts as alerts_db
 from bot.data import org
 from bot.data.store import Store
-from bot.domain import escalation, relay
+from bot.domain import escalation, followups, relay, signals
 from bot.domain.ports import Deps
+from bot.domain.signals import NOTICE, TYPES  # noqa: F401  (re-exported)
+from bot.domain.status import is_live  # noqa: F401  (re-exported)
 from bot.domain.wording import COLOURS, render, render_context  # noqa: F401  (re-exported)
 
-TYPES = ("暴雨", "雷雨大风", "台风", "高温", "寒潮", "大风", "大雾", "冰雹", "道路结冰", "其他")
 SEVERE = ("orange", "red")
 
 
@@ -41,9 +42,17 @@ class Draft:
     issuer_id: int | None = None
     action: str = "issue"
     supersedes_id: int | None = None
+    status: str = "actual"  # 'exercise': a drill
+    audience: list[str] | None = None  # vulnerable households only: categories, or ["*"] for all
+
+    @property
+    def kind(self) -> str:
+        return "notice" if self.type == NOTICE else "warning"
 
     @property
     def is_poll(self) -> bool:
+        if self.kind == "notice":
+            return False
         return self.colour in SEVERE if self.poll is None else self.poll
 
 
@@ -58,10 +67,18 @@ def parse_colour(word: str) -> str:
 
 
 def parse_type(word: str) -> str:
-    w = word.strip().removesuffix("预警")
+    w = word.strip().removesuffix("预警").removesuffix("信号")
+    w = signals.ALIASES.get(w, w)
     if w not in TYPES:
-        raise AlertError("unknown_type", value=word)
+        raise AlertError("unknown_type", value=word, valid="、".join(TYPES))
     return w
+
+
+def check_colour(type_: str, colour: str) -> None:
+    """A colour the signal does not have is refused, naming the ones it has."""
+    if type_ != NOTICE and not signals.has_colour(type_, colour):
+        raise AlertError("colour_not_for_signal", value=colour, type=type_,
+                         valid="、".join(texts.COLOUR_ZH[c] for c in signals.colours_of(type_)))
 
 
 def community_name(store: Store) -> str:
@@ -87,11 +104,13 @@ def scope_buildings(store: Store, node_ids: list[int]) -> list[int]:
 def preview(store: Store, draft: Draft, settings=None) -> dict:
     """What issuing `draft` would send and to how many: text, buildings, households."""
     buildings = scope_buildings(store, draft.scope)
-    alert_like = dict(type=draft.type, colour=draft.colour, action=draft.action, text=draft.text,
+    alert_like = dict(type=draft.type, colour=draft.colour, action=draft.action, text=draft.text, kind=draft.kind,
                       poll=draft.is_poll and draft.action != "lift", supersedes_id=draft.supersedes_id,
-                      buildings=buildings)
+                      buildings=buildings, status=draft.status)
+    households = (len(alerts_db.vulnerable_households(store, buildings, draft.audience)) if draft.audience
+                  else alerts_db.households_in(store, buildings))
     return {"text": render(store, alert_like, settings=settings), "buildings": len(buildings),
-            "households": alerts_db.households_in(store, buildings)}
+            "households": households}
 
 
 def get(store: Store, alert_id: int) -> dict:
@@ -104,9 +123,12 @@ def get(store: Store, alert_id: int) -> dict:
 def issue(deps: Deps, draft: Draft) -> int:
     """Create the alert and its relay plan atomically, arm its timers. Returns the alert id."""
     if draft.type not in TYPES:
-        raise AlertError("unknown_type", value=draft.type)
+        raise AlertError("unknown_type", value=draft.type, valid="、".join(TYPES))
+    if draft.kind == "notice":
+        draft.colour = draft.colour if draft.colour in COLOURS else "blue"  # stored, never shown
     if draft.colour not in COLOURS:
         raise AlertError("unknown_colour", value=draft.colour)
+    check_colour(draft.type, draft.colour)
     store, now = deps.store, deps.clock.now()
     expires_h = draft.expires_h or deps.settings.escalation.default_expiry_h
     buildings = scope_buildings(store, draft.scope)
@@ -119,9 +141,11 @@ def issue(deps: Deps, draft: Draft) -> int:
             store, type=draft.type, colour=draft.colour, action=draft.action, text=draft.text,
             scope=draft.scope, poll=draft.is_poll and draft.action != "lift", issuer_id=draft.issuer_id,
             supersedes_id=draft.supersedes_id, created_at=now, expires_at=now + expires_h * 3600,
-            buildings=buildings)
+            buildings=buildings, kind=draft.kind, status=draft.status, audience=draft.audience)
         if draft.action == "lift":  # nothing to remind, follow up or sum up after a lift
             alerts_db.mark_stages_done(store, alert_id, now)
+        elif draft.kind == "notice":  # a notice is not chased: no reminders, no follow-ups
+            alerts_db.mark_chasing_done(store, alert_id, now)
         if old is not None:
             # the old warning ends here: no more reminders; a lift reports its figures
             alerts_db.end(store, old["id"], "lifted" if draft.action == "lift" else "superseded", now,
@@ -131,6 +155,8 @@ def issue(deps: Deps, draft: Draft) -> int:
         store.log(now, f"alert.{draft.action}", "alert", alert_id, draft.issuer_id,
                   type=draft.type, colour=draft.colour, buildings=len(buildings))
         relay.plan(deps, alert_id)
+        if draft.action != "lift" and draft.kind == "warning":
+            followups.vulnerable_first(deps, alerts_db.get(store, alert_id))
     deps.outbox.kick()
     deps.timers.rearm()
     return alert_id
@@ -144,13 +170,9 @@ def follow_on(deps: Deps, alert_id: int, action: str, *, colour: str | None = No
         raise AlertError("not_active", value=alert_id)
     return issue(deps, Draft(type=old["type"], colour=colour or old["colour"], text=text,
                              scope=json.loads(old["scope"]), issuer_id=issuer_id or old["issuer_id"],
-                             action=action, supersedes_id=alert_id,
+                             action=action, supersedes_id=alert_id, status=old["status"],
+                             audience=json.loads(old["audience"]) if old["audience"] else None,
                              poll=None if colour else bool(old["poll"])))
-
-
-def is_live(alert: dict, now: float) -> bool:
-    """A warning people can still answer: active, not a lift, not past its expiry."""
-    return alert["state"] == "active" and alert["action"] != "lift" and alert["expires_at"] > now
 
 
 def live_for_household(deps: Deps, household_id: int) -> list[dict]:

@@ -2,28 +2,29 @@
 
 Nothing here remembers anything in memory: `run_due` looks at the rows (hop deadlines, alert
 stage columns, request due times) and does whatever is due, each step exactly once (stage columns
-and unique send keys). `EscalationTimer.rearm` computes the next due time and arms one named
-APScheduler job for it, so a restart loses no timer: start-up just calls `rearm`.
+and unique send keys). `next_due_at` computes the next due time and arms one named
+APScheduler job for it (bot/domain/timers.py), so a restart loses no timer: start-up just calls
+`rearm`.
 """
 from __future__ import annotations
 
 import logging
 
 from bot.core import texts
-from bot.core.scheduler import Scheduler
 from bot.data import acks as acks_db
 from bot.data import alerts as alerts_db
+from bot.data import followups as followups_db
 from bot.data import org
 from bot.data import people as people_db
 from bot.data import relay as relay_db
-from bot.domain import relay
+from bot.domain import followups, relay
 from bot.domain import requests as requests_mod
 from bot.domain.coverage import coverage
 from bot.domain.ports import Deps
+from bot.domain.timers import JOB  # noqa: F401  (the job name tests read)
 from bot.domain.wording import render_context
 
 log = logging.getLogger("linli.escalation")
-JOB = "escalation:next"
 
 
 def _after(settings, table: str, colour: str) -> float:
@@ -42,7 +43,8 @@ def _stages(settings, alert: dict) -> dict[str, float]:
 
 
 def next_due_at(deps: Deps) -> float | None:
-    times = [t for t in (relay_db.next_deadline(deps.store), requests_mod.next_due_at(deps)) if t is not None]
+    times = [t for t in (relay_db.next_deadline(deps.store), requests_mod.next_due_at(deps),
+                         followups.next_due_at(deps)) if t is not None]
     for a in alerts_db.unsummarised(deps.store):
         times.extend(_stages(deps.settings, a).values())
     return min(times) if times else None
@@ -51,7 +53,7 @@ def next_due_at(deps: Deps) -> float | None:
 async def run_due(deps: Deps) -> dict:
     """Do everything due at deps.clock.now(). Returns counts of what was done."""
     store, now = deps.store, deps.clock.now()
-    done = {"hops": 0, "reminders": 0, "followups": 0, "summaries": 0, "requests": 0}
+    done = {"hops": 0, "reminders": 0, "followups": 0, "summaries": 0, "requests": 0, "followups_escalated": 0}
     # a superseded or lifted warning stops chasing: its successor has its own hops
     for hop in relay_db.overdue(store, now):
         relay.escalate_hop(deps, hop)
@@ -65,28 +67,10 @@ async def run_due(deps: Deps) -> dict:
         if "summary" in due:
             send_summary(deps, a, final=True)
             done["summaries"] += 1
+    done["followups_escalated"] = followups.escalate_due(deps)
     done["requests"] = await requests_mod.run_due(deps, now)
     deps.outbox.kick()
     return done
-
-
-class EscalationTimer:
-    """The one escalation job (implements bot.domain.ports.Timers)."""
-
-    def __init__(self, deps: Deps, scheduler: Scheduler | None):
-        self.deps, self.scheduler = deps, scheduler
-
-    def rearm(self) -> float | None:
-        """Arm the single escalation job at the next due time (or disarm it)."""
-        at = next_due_at(self.deps)
-        if self.scheduler is not None:
-            async def job() -> None:
-                try:
-                    await run_due(self.deps)
-                finally:
-                    self.rearm()
-            self.scheduler.arm(JOB, at, job)
-        return at
 
 
 def rearm(deps: Deps) -> float | None:
@@ -124,31 +108,10 @@ def remind(deps: Deps, alert: dict) -> int:
 
 
 def create_followups(deps: Deps, alert: dict) -> int:
-    """Every un-acked vulnerable resident becomes a one-to-one task for their social worker."""
-    store, now = deps.store, deps.clock.now()
-    people = acks_db.vulnerable_unacked(store, alert["id"])
-    ctx = render_context(store, alert, deps.settings)
-    n = 0
-    with store.transaction():
-        alerts_db.set_stage(store, alert["id"], "followups_at", now)
-        for p in people:
-            fid = acks_db.create_followup(store, alert["id"], p["id"], p["household_id"], p["worker_id"], now)
-            if fid is None:
-                continue
-            n += 1
-            store.log(now, "followup.created", "followup", fid, p["worker_id"], alert_id=alert["id"],
-                      resident_id=p["id"])
-            worker = {"wecom_userid": p["worker_userid"], "oa_openid": p["worker_openid"]}
-            target = deps.reach.person(worker) if p["worker_id"] else None
-            if target is None:
-                log.warning("followup %s: resident %s has no reachable social worker", fid, p["id"])
-                continue
-            text = texts.render("messages/followup_task.j2", worker_name=p["worker_name"], name=p["name"],
-                                room=p["room"], category=p["vulnerable"], phone=p["phone"] or "无",
-                                followup_id=fid, **ctx)
-            deps.outbox.enqueue(f"followup:{fid}", target[0], target[1], {"text": text},
-                                alert_id=alert["id"], purpose="followup")
-    return n
+    """The follow-up stage: every silent vulnerable resident gets a one-to-one task."""
+    with deps.store.transaction():
+        alerts_db.set_stage(deps.store, alert["id"], "followups_at", deps.clock.now())
+    return followups.create(deps, alert, reason="silent")
 
 
 def send_summary(deps: Deps, alert: dict, *, final: bool) -> None:
@@ -172,9 +135,9 @@ def summary_text(store, alert: dict, *, settings=None, within: list[int] | None 
     grids = [n for root in cov["tree"] for n in ([root] if root["kind"] == "grid" else root["children"])]
     buildings = [b for g in grids for c in g["children"] for b in c["children"]]
     unreached = [b for b in buildings if b["reached"] == 0]
-    followups = acks_db.open_followups(store, alert["id"])
+    tasks = followups_db.open_for_alert(store, alert["id"])
     if within is not None:
         allowed = set(within)
-        followups = [f for f in followups if people_db.household(store, f["household_id"])["building_id"] in allowed]
+        tasks = [f for f in tasks if f["building_id"] in allowed]
     return texts.render("messages/alert_summary.j2", cov=cov, grids=grids, unreached=unreached,
-                        followups=followups, **render_context(store, alert, settings))
+                        followups=tasks, **render_context(store, alert, settings))

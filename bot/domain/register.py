@@ -3,15 +3,29 @@
 One row per resident. Headers may be Chinese or English. A file with any bad row imports
 nothing (one transaction) unless skip_bad is set. Re-import updates in place; people missing
 from the new file are marked inactive, never deleted, so their history stays.
+
+The file is hostile until read: its type is taken from its bytes, not its name (a CSV called
+.xlsx imports as CSV; an .xls or a picture is refused); a CSV's encoding is found (UTF-8 with or
+without BOM, or GB18030, which Excel on Chinese Windows writes as "GBK"); an XLSX's declared
+unpacked size is checked before openpyxl opens it; rows are streamed twice (validate, then
+write), so memory grows with the number of people, not with the size of their rows; a file
+with no data rows, too many rows, or one that would mark more than `max_shrink` of the register
+inactive is refused before anything is written. Every refusal is a RegisterError whose message
+is one sentence (Chinese, from templates/messages/register_problem.j2) a person can act on.
 """
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import re
+import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
+from bot.core.texts import render
+from bot.data import register as data
 from bot.data.store import Store
 
 # canonical column -> accepted headers (lower-cased, spaces stripped)
@@ -40,6 +54,8 @@ GROUP_COLUMNS: dict[str, tuple[str, ...]] = {
     "chat_id": ("群id", "chatid", "chat_id", "webhook", "key"),
     "owner": ("群主", "负责人", "owner", "lead"),
 }
+REQUIRED = ("name", "room", "building")
+GROUP_REQUIRED = ("name", "kind")
 
 ROLE_WORDS = {
     "staff": ("社区工作人员", "工作人员", "社区干部", "两委", "staff"),
@@ -51,6 +67,8 @@ ROLE_WORDS = {
     "resident": ("居民", "resident"),
 }
 ROLE_OF = {w.lower(): role for role, words in ROLE_WORDS.items() for w in words}
+# a role as the register names it (the first word of each list): what error messages say
+ROLE_NAME = {role: words[0] for role, words in ROLE_WORDS.items()}
 VULNERABLE = ("低保户", "困难户", "独居老人", "孤寡老人", "空巢老人", "残疾人", "重病患者",
               "留守儿童", "优抚对象", "高龄老人")
 GROUP_KINDS = {
@@ -61,9 +79,26 @@ GROUP_KINDS = {
 }
 KIND_OF = {w.lower(): k for k, words in GROUP_KINDS.items() for w in words}
 LEAD_ROLES_BY_LEVEL = {"grid": "grid_lead", "building": "building_lead"}
+PLACE_LEVELS = ("community", "grid", "compound", "building")
+KEY_FIELDS = ("community", "grid", "compound", "building", "unit", "room", "name", "phone")
 PHONE_RE = re.compile(r"^(1\d{10}|0\d{2,3}-?\d{7,8})$")
 SPLIT_RE = re.compile(r"[、,，/;；\s]+")
 DEFAULT_COMMUNITY = "社区"
+NO_VULNERABILITY = "无"
+
+# Limits. A 100,000-household community is ~240,000 rows and a 27 MB CSV (a 16 MB XLSX whose
+# parts unpack to ~150 MB); these leave ample room above that and refuse what no register is.
+MAX_ROWS = 500_000              # data rows; [register] max_rows overrides
+MAX_SHRINK = 0.2                # share of active residents one import may inactivate
+MAX_FILE_BYTES = 256 << 20      # a CSV on disk
+MAX_UNPACKED_BYTES = 768 << 20  # an XLSX's parts, as their zip entries declare them
+MAX_SHARED_STRINGS = 128 << 20  # openpyxl holds the shared-string table in memory whole
+MAX_LINE_CHARS = 64 << 10       # one physical CSV line (a row is ~150 characters)
+MAX_COLUMNS = 256               # columns read from an XLSX row (the register has 13)
+MAX_GROUP_ROWS = 100_000
+EXCEL_MAX_ROWS = 1_048_576      # no sheet Excel writes has more
+MAX_BAD_KEPT = 1000             # row errors kept for the report; the count goes on past it
+HEADER_SEARCH_ROWS = 10         # a title row or two above the header is common in office files
 
 
 @dataclass
@@ -71,47 +106,202 @@ class BadRow:
     row: int
     column: str
     reason: str
+    sheet: str = ""  # "" the register, "groups" the groups sheet or file
 
     def __str__(self) -> str:
-        return f"row {self.row}, column {self.column}: {self.reason}"
+        return render("messages/register_bad_row.j2", row=self.row, column=self.column,
+                      reason=self.reason, sheet=self.sheet)
 
 
 @dataclass
 class ImportReport:
-    residents: int = 0
+    residents: int = 0        # active residents in the file, after the import
     households: int = 0
     groups: int = 0
-    inactivated: int = 0
+    inactivated: int = 0      # residents marked inactive (moved out)
+    added: int = 0            # residents new to the register
+    updated: int = 0          # residents whose row changed (or who came back)
+    households_added: int = 0
+    households_inactivated: int = 0
+    leads_changed: int = 0    # lead links added plus lead links removed
     bad: list[BadRow] = field(default_factory=list)
+    bad_count: int = 0        # every bad row, also those past MAX_BAD_KEPT
+    rows: int = 0             # data rows read
+    dry_run: bool = False
     committed: bool = False
 
+    def add_bad(self, bad: BadRow) -> None:
+        self.bad_count += 1
+        if len(self.bad) < MAX_BAD_KEPT:
+            self.bad.append(bad)
 
-class ImportError_(Exception):
+
+class RegisterError(Exception):
+    """A register import refused. `str(e)` is one sentence for a person; `report` has the rows."""
+
+    def __init__(self, message: str, report: ImportReport | None = None, code: str = ""):
+        self.report = report if report is not None else ImportReport()
+        self.code = code
+        super().__init__(message)
+
+
+class FileRefused(RegisterError):
+    """The file as a whole: missing, unreadable, of another type, empty, too big."""
+
+    def __init__(self, code: str, report: ImportReport | None = None, **params):
+        super().__init__(problem(code, **params), report, code)
+
+
+class BadRowsError(RegisterError):
+    """Rows that cannot be imported (listed in report.bad); nothing was written."""
+
     def __init__(self, report: ImportReport):
-        self.report = report
-        super().__init__(f"{len(report.bad)} bad row(s); nothing imported")
+        super().__init__(f"{report.bad_count} bad row(s); nothing imported", report)
+
+
+class ShrinkRefused(RegisterError):
+    """The file would mark too much of the register inactive (a truncated or wrong file)."""
+
+
+ImportError_ = RegisterError  # the old name; callers catch it for every refusal
+
+
+class _DryRun(Exception):
+    """Raised inside the import's transaction to roll a dry run back."""
+
+
+def problem(code: str, **params) -> str:
+    return render("messages/register_problem.j2", code=code, **params)
 
 
 # -- reading files -------------------------------------------------------------------------
-def read_table(path: Path, sheet: int = 0) -> list[dict[str, str]] | None:
-    """Rows of a CSV file or one sheet of an XLSX file as dicts keyed by raw header.
-    Returns None when an XLSX file has no such sheet."""
-    if path.suffix.lower() in (".xlsx", ".xlsm"):
-        import openpyxl
+def _sniff(path: Path) -> str:
+    """'xlsx' or 'csv', from the file's first bytes; anything else is refused."""
+    if not path.exists():
+        raise FileRefused("not_found", path=str(path))
+    if not path.is_file():
+        raise FileRefused("not_a_file", path=str(path))
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise FileRefused("unreadable", path=str(path), detail=e.strerror or str(e)) from None
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "xlsx"
+    if head.startswith(b"\xd0\xcf\x11\xe0"):  # OLE2: Excel 97-2003 .xls
+        raise FileRefused("old_xls")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text" is UTF-16
+        raise FileRefused("utf16")
+    return "csv"
 
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-        if sheet >= len(wb.worksheets):
-            return None
-        rows = list(wb.worksheets[sheet].iter_rows(values_only=True))
-        wb.close()
-        if not rows:
-            return []
-        headers = [str(h or "").strip() for h in rows[0]]
-        return [{h: _cell(v) for h, v in zip(headers, r)} for r in rows[1:]
-                if any(v not in (None, "") for v in r)]
-    text = path.read_bytes().decode("utf-8-sig")
-    return [{(k or "").strip(): (v or "").strip() for k, v in row.items()}
-            for row in csv.DictReader(io.StringIO(text)) if any((v or "").strip() for v in row.values())]
+
+def _csv_encoding(path: Path) -> str:
+    """UTF-8 (BOM or not) or GB18030 (a superset of GBK), checked over the whole file in chunks."""
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise FileRefused("too_big_file", limit_mb=MAX_FILE_BYTES >> 20)
+    for encoding in ("utf-8", "gb18030"):
+        decoder = codecs.getincrementaldecoder(encoding)("strict")
+        try:
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    if b"\x00" in chunk:  # no text encoding we accept has NUL bytes
+                        raise FileRefused("binary")
+                    decoder.decode(chunk)
+                decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            continue
+        return "utf-8-sig" if encoding == "utf-8" else encoding
+    raise FileRefused("unknown_encoding")
+
+
+def _bounded_lines(f) -> Iterator[str]:
+    """The file's lines, refusing one longer than MAX_LINE_CHARS instead of reading it whole."""
+    n = 0
+    while True:
+        line = f.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            return
+        n += 1
+        if len(line) > MAX_LINE_CHARS:
+            raise FileRefused("line_too_long", row=n, limit=MAX_LINE_CHARS)
+        yield line
+
+
+class _Table:
+    """One sheet of a register file: rows as lists of strings, re-readable (two passes)."""
+
+    def __init__(self, path: Path, sheet: int = 0):
+        self.path, self.sheet = path, sheet
+        self.kind = _sniff(path)
+        self.wb = None
+        if self.kind == "csv":
+            self.encoding = _csv_encoding(path) if sheet == 0 else None
+        else:
+            self.wb = _open_workbook(path)
+
+    def exists(self) -> bool:
+        return self.kind == "xlsx" and self.sheet < len(self.wb.worksheets) or (
+            self.kind == "csv" and self.sheet == 0)
+
+    def rows(self) -> Iterator[tuple[int, list[str]]]:
+        """(row number as the spreadsheet shows it, cells). Blank rows are skipped."""
+        source = self._xlsx_rows() if self.kind == "xlsx" else self._csv_rows()
+        for n, cells in source:
+            if any(cells):
+                yield n, cells
+
+    def _csv_rows(self):
+        n = 0
+        try:
+            with open(self.path, encoding=self.encoding, newline="") as f:
+                for n, row in enumerate(csv.reader(_bounded_lines(f)), start=1):
+                    yield n, [c.strip() for c in row]
+        except csv.Error as e:
+            raise FileRefused("csv_error", row=n + 1, detail=str(e)) from None
+        except (OSError, UnicodeDecodeError) as e:  # the file changed between the two passes
+            raise FileRefused("unreadable", path=str(self.path), detail=str(e)) from None
+
+    def _xlsx_rows(self):
+        ws = self.wb.worksheets[self.sheet]
+        n = 0
+        try:
+            for n, row in enumerate(ws.iter_rows(values_only=True, max_col=MAX_COLUMNS), start=1):
+                if n > EXCEL_MAX_ROWS:  # openpyxl pads up to any row number the XML claims
+                    raise FileRefused("too_many_rows", limit=EXCEL_MAX_ROWS)
+                yield n, [_cell(v) for v in row]
+        except FileRefused:
+            raise
+        except Exception as e:  # noqa: BLE001 - see _open_workbook
+            raise FileRefused("bad_workbook", detail=f"row {n + 1}: {type(e).__name__}") from None
+
+    def close(self) -> None:
+        if self.wb is not None:
+            self.wb.close()
+
+
+def _open_workbook(path: Path):
+    """openpyxl in read-only (streaming) mode, after checking the zip's declared sizes: zipfile
+    never unpacks past an entry's declared size (it stops and fails the CRC), so the sum of the
+    declared sizes bounds what openpyxl can make of the file."""
+    import openpyxl
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
+        raise FileRefused("bad_workbook", detail=type(e).__name__) from None
+    names = {i.filename for i in infos}
+    if "xl/workbook.xml" not in names:
+        raise FileRefused("not_workbook")
+    if sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES or any(
+            i.filename == "xl/sharedStrings.xml" and i.file_size > MAX_SHARED_STRINGS for i in infos):
+        raise FileRefused("too_big_unpacked", limit_mb=MAX_UNPACKED_BYTES >> 20)
+    try:
+        return openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as e:  # noqa: BLE001
+        # openpyxl fails on a malformed workbook with whatever its parser hit (KeyError,
+        # ValueError, TypeError, XML errors, zipfile errors ...); all mean "damaged file"
+        raise FileRefused("bad_workbook", detail=type(e).__name__) from None
 
 
 def _cell(v) -> str:
@@ -122,19 +312,69 @@ def _cell(v) -> str:
     return str(v).strip()
 
 
-def _canonical(rows: list[dict], columns: dict, required: tuple[str, ...]) -> tuple[list[dict], str | None]:
+def _header_lookup(columns: dict) -> dict[str, str]:
+    return {alias.lower().replace(" ", ""): canon for canon, al in columns.items() for alias in al}
+
+
+def _find_header(rows: Iterator[tuple[int, list[str]]], columns: dict, required: tuple[str, ...]):
+    """The header row: the first of the first few non-blank rows that has every required column
+    (a title row above the header is common). Returns (row number, {canon: index}, headers)."""
+    lookup = _header_lookup(columns)
+    first = None
+    for k, (n, cells) in enumerate(rows):
+        mapping = {}
+        for i, h in enumerate(cells):
+            canon = lookup.get(h.lower().replace(" ", ""))
+            if canon and canon not in mapping:
+                mapping[canon] = i
+        if first is None:
+            first = (n, mapping, cells)
+        if all(c in mapping for c in required):
+            return n, mapping, cells
+        if k + 1 >= HEADER_SEARCH_ROWS:
+            break
+    if first is None:
+        raise FileRefused("no_header")
+    _, mapping, cells = first
+    missing = [c for c in required if c not in mapping]
+    names = "、".join(f"{columns[c][0]}（{columns[c][-1]}）" for c in missing)
+    raise FileRefused("missing_columns", columns=names, seen="、".join(h for h in cells if h)[:300])
+
+
+class _Sheet:
+    """A sheet with its header found: records as {canonical column: value}, and how the file
+    names each column (for row errors)."""
+
+    def __init__(self, table: _Table, columns: dict, required: tuple[str, ...]):
+        self.table = table
+        self.header_row, self.index, headers = _find_header(table.rows(), columns, required)
+        self.label = {c: headers[i] for c, i in self.index.items()}
+        self.columns = columns
+
+    def column(self, canon: str) -> str:
+        return self.label.get(canon) or self.columns[canon][0]
+
+    def records(self) -> Iterator[tuple[int, dict[str, str]]]:
+        for n, cells in self.table.rows():
+            if n <= self.header_row:
+                continue
+            yield n, {c: (cells[i] if i < len(cells) else "") for c, i in self.index.items()}
+
+
+def read_table(path: Path, sheet: int = 0) -> list[dict[str, str]] | None:
+    """Rows of a CSV file or one sheet of an XLSX file as dicts keyed by raw header (small files:
+    tests and tools). Returns None when an XLSX file has no such sheet."""
+    table = _Table(Path(path), sheet)
+    try:
+        if not table.exists():
+            return None
+        rows = list(table.rows())
+    finally:
+        table.close()
     if not rows:
-        return [], None
-    lookup = {alias.lower().replace(" ", ""): canon for canon, al in columns.items() for alias in al}
-    mapping = {}
-    for header in rows[0]:
-        canon = lookup.get(header.lower().replace(" ", ""))
-        if canon:
-            mapping[header] = canon
-    missing = [c for c in required if c not in mapping.values()]
-    if missing:
-        return [], f"missing column(s): {', '.join(missing)} (headers seen: {', '.join(rows[0])})"
-    return [{canon: row.get(h, "") for h, canon in mapping.items()} for row in rows], None
+        return []
+    headers = rows[0][1]
+    return [dict(zip(headers, cells)) for _, cells in rows[1:]]
 
 
 # -- validation ----------------------------------------------------------------------------
@@ -145,33 +385,47 @@ def _parse_roles(text: str) -> tuple[list[str], str | None]:
             continue
         role = ROLE_OF.get(word.lower())
         if role is None:
-            return [], f"unknown role {word!r} (known: {', '.join(ROLE_WORDS)})"
+            return [], problem("unknown_role", word=word, known="、".join(ROLE_NAME.values()))
         if role not in roles:
             roles.append(role)
     return roles or ["resident"], None
 
 
-def _validate(i: int, r: dict) -> tuple[dict | None, list[BadRow]]:
+def _validate(i: int, r: dict, sheet: _Sheet) -> tuple[dict | None, list[BadRow]]:
     bad = []
-    row = {k: (v or "").strip() for k, v in r.items()}
+    col = sheet.column
+    row = dict(r)
     if not row.get("name"):
-        bad.append(BadRow(i, "姓名/name", "empty"))
+        bad.append(BadRow(i, col("name"), problem("empty_name")))
     roles, err = _parse_roles(row.get("roles", ""))
     if err:
-        bad.append(BadRow(i, "角色/role", err))
+        bad.append(BadRow(i, col("roles"), err))
+    for level in PLACE_LEVELS:
+        if "/" in row.get(level, ""):  # "/" joins a node's path: it would merge two places
+            bad.append(BadRow(i, col(level), problem("slash_in_place", value=row[level])))
+    for key_field in KEY_FIELDS:
+        if "|" in row.get(key_field, ""):  # "|" joins a person's key
+            bad.append(BadRow(i, col(key_field), problem("bar_in_value", value=row[key_field])))
     if row.get("room"):
-        for col, zh in (("grid", "网格"), ("compound", "小区"), ("building", "楼栋")):
-            if not row.get(col):
-                bad.append(BadRow(i, f"{zh}/{col}", "empty but a room is given"))
+        for level in ("grid", "compound", "building"):
+            if not row.get(level):
+                bad.append(BadRow(i, col(level), problem("place_missing_for_room", place=col(level))))
     elif "resident" in roles and not ({"staff", "social_worker", "grid_lead"} & set(roles)):
-        bad.append(BadRow(i, "房号/room", "empty: a resident needs a household"))
-    phone = re.sub(r"[\s]", "", row.get("phone", ""))
+        bad.append(BadRow(i, col("room"), problem(
+            "room_missing", resident=ROLE_NAME["resident"],
+            exempt="、".join(ROLE_NAME[r] for r in ("staff", "social_worker", "grid_lead")))))
+    for level, role in LEAD_ROLES_BY_LEVEL.items():
+        if role in roles and not row.get(level):
+            bad.append(BadRow(i, col(level), problem("lead_without_place", role=ROLE_NAME[role],
+                                                     place=col(level))))
+    phone = re.sub(r"\s", "", row.get("phone", ""))
     if phone and not PHONE_RE.match(phone):
-        bad.append(BadRow(i, "电话/phone", f"not a phone number: {phone!r}"))
-    cats = [c for c in SPLIT_RE.split(row.get("vulnerable", "")) if c and c != "无"]
+        bad.append(BadRow(i, col("phone"), problem("bad_phone", value=phone)))
+    cats = [c for c in SPLIT_RE.split(row.get("vulnerable", "")) if c and c != NO_VULNERABILITY]
     for c in cats:
         if c not in VULNERABLE:
-            bad.append(BadRow(i, "困难类别/vulnerable", f"unknown category {c!r} (known: {'、'.join(VULNERABLE)})"))
+            bad.append(BadRow(i, col("vulnerable"), problem("unknown_vulnerable", word=c,
+                                                            known="、".join(VULNERABLE))))
     if bad:
         return None, bad
     row.update(phone=phone, roles=roles, vulnerable="、".join(cats),
@@ -186,28 +440,6 @@ def _person_key(r: dict) -> str:
     return "|".join([r["community"], "staff", r["name"], r.get("phone", "")])
 
 
-# -- writing -------------------------------------------------------------------------------
-class _Tree:
-    """Find-or-create nodes by path, cached for the import."""
-
-    def __init__(self, store: Store):
-        self.store = store
-        self.ids = {row["path"]: row["id"] for row in store.q("SELECT id, path FROM nodes")}
-
-    def node(self, parts: list[tuple[str, str]]) -> int:
-        parent, path = None, ""
-        for kind, name in parts:
-            path = f"{path}/{name}" if path else name
-            nid = self.ids.get(path)
-            if nid is None:
-                nid = self.store.conn.execute(
-                    "INSERT INTO nodes (kind, name, parent_id, path) VALUES (?,?,?,?)",
-                    (kind, name, parent, path)).lastrowid
-                self.ids[path] = nid
-            parent = nid
-        return parent
-
-
 def _node_parts(r: dict) -> list[tuple[str, str]]:
     parts = [("community", r["community"])]
     for kind in ("grid", "compound", "building"):
@@ -218,177 +450,355 @@ def _node_parts(r: dict) -> list[tuple[str, str]]:
     return parts
 
 
-def import_register(store: Store, path: str | Path, *, groups_path: str | Path | None = None,
-                    skip_bad: bool = False, now: float = 0.0) -> ImportReport:
-    """Import a register file (and its groups sheet/file) into the store."""
-    path = Path(path)
-    report = ImportReport()
-    raw, err = _canonical(read_table(path) or [], COLUMNS, ("name", "room", "building"))
-    if err:
-        report.bad.append(BadRow(1, "header", err))
-        raise ImportError_(report)
-    good = []
-    for i, r in enumerate(raw, start=2):  # row 1 is the header
-        row, bad = _validate(i, r)
-        report.bad.extend(bad)
-        if row:
-            row["_row"] = i
-            good.append(row)
-    seen_keys = {}
-    for row in good:
+@dataclass
+class _Checked:
+    """What the validation pass keeps: per person a key, not the row."""
+    bad_rows: set[int] = field(default_factory=set)
+    keys: dict[str, int] = field(default_factory=dict)        # person key -> first row
+    workers: dict[str, str] = field(default_factory=dict)     # social worker name -> key
+    accounts: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)  # -> row, key
+
+    def good_keys(self) -> set[str]:
+        return {k for k, n in self.keys.items() if n not in self.bad_rows}
+
+
+def _check(sheet: _Sheet, report: ImportReport, max_rows: int) -> _Checked:
+    """First pass: every row validated, duplicates and references checked, nothing kept but keys."""
+    checked = _Checked()
+    accounts = checked.accounts
+    worker_refs: list[tuple[int, str]] = []
+
+    def bad(b: BadRow) -> None:
+        report.add_bad(b)
+        checked.bad_rows.add(b.row)
+
+    for i, r in sheet.records():
+        report.rows += 1
+        if report.rows > max_rows:
+            raise FileRefused("too_many_rows", report, limit=max_rows)
+        row, errors = _validate(i, r, sheet)
+        for e in errors:
+            bad(e)
+        if row is None:
+            continue
         key = _person_key(row)
-        if key in seen_keys:
-            report.bad.append(BadRow(row["_row"], "姓名/name",
-                                     f"duplicate of row {seen_keys[key]} (same person and room)"))
-        seen_keys.setdefault(key, row["_row"])
-    workers = {row["name"]: row for row in good if "social_worker" in row["roles"]}
-    for row in good:
-        sw = row.get("social_worker", "")
-        if sw and sw not in workers:
-            report.bad.append(BadRow(row["_row"], "联系社工/social_worker",
-                                     f"{sw!r} is not a social worker in this register"))
-    bad_rows = {b.row for b in report.bad}
-    good = [r for r in good if r["_row"] not in bad_rows]
-    if report.bad and not skip_bad:
-        raise ImportError_(report)
+        if key in checked.keys:
+            bad(BadRow(i, sheet.column("name"), problem("duplicate", first=checked.keys[key])))
+            continue
+        dup = False
+        for column in ("wecom_userid", "oa_openid"):
+            value = row.get(column, "")
+            if value:
+                first = accounts.setdefault((column, value), (i, key))[0]
+                if first != i:
+                    bad(BadRow(i, sheet.column(column), problem("duplicate_account", value=value,
+                                                                first=first)))
+                    dup = True
+        if dup:
+            continue
+        checked.keys[key] = i
+        if "social_worker" in row["roles"]:
+            checked.workers[row["name"]] = key
+        if row.get("social_worker"):
+            worker_refs.append((i, row["social_worker"]))
+    if report.rows == 0:
+        raise FileRefused("no_rows", report)
+    # a worker whose own row is bad is no worker: the people referring to them are bad too
+    live = {name for name, key in checked.workers.items() if checked.keys[key] not in checked.bad_rows}
+    for i, name in worker_refs:
+        if name not in live and i not in checked.bad_rows:
+            bad(BadRow(i, sheet.column("social_worker"), problem(
+                "not_social_worker", name=name, role=ROLE_NAME["social_worker"])))
+    return checked
 
-    group_rows = []
-    if groups_path is not None:
-        group_rows = read_table(Path(groups_path)) or []
-    elif path.suffix.lower() in (".xlsx", ".xlsm"):
-        group_rows = read_table(path, sheet=1) or []
-    groups, gerr = _canonical(group_rows, GROUP_COLUMNS, ("name", "kind"))
-    if gerr:
-        report.bad.append(BadRow(1, "groups header", gerr))
-        raise ImportError_(report)
 
-    with store.transaction():
-        _write(store, good, groups, report, now, skip_bad)
-        if report.bad and not skip_bad:
-            raise ImportError_(report)
+# -- writing -------------------------------------------------------------------------------
+class _Tree:
+    """Find-or-create nodes by path, cached for the import."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.ids = data.node_paths(store)
+
+    def node(self, parts: list[tuple[str, str]]) -> int:
+        parent, path = None, ""
+        for kind, name in parts:
+            path = f"{path}/{name}" if path else name
+            nid = self.ids.get(path)
+            if nid is None:
+                nid = data.add_node(self.store, kind, name, parent, path)
+                self.ids[path] = nid
+            parent = nid
+        return parent
+
+
+def _signature(name, phone, household_id, node_id, roles, vulnerable, social_worker_id,
+               wecom_userid, oa_openid) -> int:
+    """A resident's imported fields, hashed: re-importing an unchanged row writes nothing, and the
+    index of the register costs a number per person instead of a row."""
+    return hash((name, phone, household_id, node_id, roles, vulnerable, social_worker_id,
+                 wecom_userid, oa_openid))
+
+
+class _Existing:
+    """The register as it stands: person key -> [id, signature, active], households by place."""
+
+    def __init__(self, store: Store):
+        self.residents: dict[str, list] = {}
+        self.active = 0
+        for (rid, key, name, phone, hh, node, roles, vuln, sw, wecom, oa, active, _) in \
+                data.iter_residents(store):
+            self.residents[key] = [rid, _signature(name, phone, hh, node, roles, vuln, sw, wecom, oa),
+                                   active]
+            self.active += active
+        self.households: dict[tuple, list] = {
+            (b, u, r): [hid, label, active] for hid, b, u, r, label, active in data.iter_households(store)}
+
+
+@contextmanager
+def _opened(path: Path, sheet: int = 0):
+    table = _Table(path, sheet)
+    try:
+        yield table
+    finally:
+        table.close()
+
+
+def import_register(store: Store, path: str | Path, *, groups_path: str | Path | None = None,
+                    skip_bad: bool = False, now: float = 0.0, dry_run: bool = False,
+                    max_shrink: float = MAX_SHRINK, allow_shrink: bool = False,
+                    max_rows: int = MAX_ROWS) -> ImportReport:
+    """Import a register file (and its groups sheet/file) into the store.
+
+    Raises RegisterError (FileRefused, BadRowsError, ShrinkRefused) and writes nothing when the
+    file cannot be imported. dry_run: everything is done and counted in the transaction, which is
+    then rolled back."""
+    report = ImportReport(dry_run=dry_run)
+    with _opened(Path(path)) as table:
+        sheet = _Sheet(table, COLUMNS, REQUIRED)
+        checked = _check(sheet, report, max_rows)
+        if report.bad_count and not skip_bad:
+            raise BadRowsError(report)
+        good = checked.good_keys()
+        if not good:
+            raise FileRefused("no_good_rows", report)
+        groups = _read_groups(Path(path), table, groups_path)
+
+        existing = _Existing(store)
+        leaving = sum(1 for k, (_, _, active) in existing.residents.items() if active and k not in good)
+        if existing.active and leaving > max_shrink * existing.active and not allow_shrink:
+            report.inactivated = leaving
+            raise ShrinkRefused(problem("shrink", n=leaving, total=existing.active,
+                                        pct=round(100 * leaving / existing.active, 1),
+                                        limit=round(100 * max_shrink, 1)), report)
+        try:
+            with store.transaction():
+                data.defer_foreign_keys(store)  # a row may name a social worker listed below it
+                _write(store, sheet, checked, existing, groups, report, now, skip_bad)
+                if report.bad_count and not skip_bad:
+                    raise BadRowsError(report)
+                if dry_run:
+                    raise _DryRun
+        except _DryRun:
+            return report
     report.committed = True
     return report
 
 
-def _write(store: Store, rows: list[dict], groups: list[dict], report: ImportReport,
-           now: float, skip_bad: bool) -> None:
+def _read_groups(path: Path, table: _Table, groups_path) -> list[tuple[int, dict]] | None:
+    """The groups sheet (second XLSX sheet) or file, small enough to hold; None when there is none
+    (the groups stay as they are)."""
+    if groups_path is not None:
+        with _opened(Path(groups_path)) as gt:
+            return _group_records(gt)
+    if table.kind == "xlsx" and len(table.wb.worksheets) > 1:
+        return _group_records(_SecondSheet(table))
+    return None
+
+
+class _SecondSheet(_Table):
+    """The groups sheet of an already opened workbook."""
+
+    def __init__(self, table: _Table):  # noqa: super().__init__ would open the file again
+        self.path, self.sheet, self.kind, self.wb = table.path, 1, "xlsx", table.wb
+
+    def close(self) -> None:
+        pass
+
+
+def _group_records(table: _Table) -> list[tuple[int, dict]] | None:
+    try:
+        sheet = _Sheet(table, GROUP_COLUMNS, GROUP_REQUIRED)
+    except FileRefused as e:
+        if e.code == "no_header":
+            return None  # an empty groups sheet: no groups given, the groups stay as they are
+        raise
+    out = []
+    for n, r in sheet.records():
+        if len(out) >= MAX_GROUP_ROWS:
+            raise FileRefused("too_many_rows", limit=MAX_GROUP_ROWS)
+        out.append((n, r, sheet))
+    return out or None  # a header without rows changes nothing either
+
+
+def _write(store: Store, sheet: _Sheet, checked: _Checked, existing: _Existing, groups,
+           report: ImportReport, now: float, skip_bad: bool) -> None:
     tree = _Tree(store)
-    conn = store.conn
-    existing = {r["key"]: r["id"] for r in store.q("SELECT id, key FROM residents")}
-    households = {(r["building_id"], r["unit"], r["room"]): r["id"]
-                  for r in store.q("SELECT id, building_id, unit, room FROM households")}
+    next_res = data.max_id(store, "residents")
+    next_hh = data.max_id(store, "households")
+    # ids are chosen here (the transaction holds the write lock), so a batch needs no read-back
+    # and a social worker's id is known before their row is written
+    new_ids: dict[str, int] = {}
+
+    def id_for(key: str) -> tuple[int, bool]:
+        nonlocal next_res
+        if key in existing.residents:
+            return existing.residents[key][0], False
+        if key not in new_ids:
+            next_res += 1
+            new_ids[key] = next_res
+        return new_ids[key], True
+
+    worker_ids = {name: id_for(key)[0] for name, key in checked.workers.items()
+                  if checked.keys[key] not in checked.bad_rows}
+    seen_res: set[int] = set()
+    seen_hh: set[int] = set()
     ids_by_name: dict[str, list[int]] = {}
-    seen_res, seen_hh = set(), set()
-    lead_links = []
-    for row in rows:
-        node_id = tree.node(_node_parts(row))
+    links: list[tuple[int, int, int]] = []
+    ranks: dict[int, int] = {}
+    new_res, changed_res, new_hh, changed_hh = [], [], [], []
+    rows_of: dict[int, int] = {}  # resident id -> row, for conflicts found on write
+
+    def flush() -> None:
+        data.insert_households(store, new_hh)
+        data.update_households(store, changed_hh)
+        for rec, _err in data.write_residents(store, new_res, changed_res):
+            value = rec.get("wecom_userid") or rec.get("oa_openid") or ""
+            column = sheet.column("wecom_userid" if rec.get("wecom_userid") else "oa_openid")
+            report.add_bad(BadRow(rows_of[rec["id"]], column, problem("account_taken", value=value)))
+            failed.add(rec["id"])
+        for batch in (new_hh, changed_hh, new_res, changed_res):
+            batch.clear()
+        rows_of.clear()
+
+    failed: set[int] = set()
+    data.release_accounts(store, {a: key for a, (n, key) in checked.accounts.items()
+                                  if n not in checked.bad_rows})
+    for i, r in sheet.records():
+        if i in checked.bad_rows:
+            continue
+        row, _ = _validate(i, r, sheet)
+        if row is None:  # cannot happen: the first pass saw the same row
+            continue
+        parts = _node_parts(row)
+        node_id = tree.node(parts)
         hh_id = None
         if row.get("room"):
             hk = (node_id, row.get("unit", ""), row["room"])
-            hh_id = households.get(hk)
-            label = f"{row['compound']}{row['building']}" + (f"{row['unit']}" if row.get("unit") else "") + row["room"]
-            if hh_id is None:
-                hh_id = conn.execute("INSERT INTO households (building_id, unit, room, label) VALUES (?,?,?,?)",
-                                     (node_id, hk[1], hk[2], label)).lastrowid
-                households[hk] = hh_id
-            else:
-                conn.execute("UPDATE households SET active=1, label=? WHERE id=?", (label, hh_id))
+            label = f"{row['compound']}{row['building']}{row.get('unit', '')}{row['room']}"
+            known = existing.households.get(hk)
+            if known is None:
+                next_hh += 1
+                known = existing.households[hk] = [next_hh, label, 1]
+                new_hh.append(dict(id=next_hh, building_id=node_id, unit=hk[1], room=hk[2],
+                                   label=label, active=1))
+                report.households_added += 1
+            elif known[0] not in seen_hh and (known[1] != label or not known[2]):
+                changed_hh.append(dict(id=known[0], building_id=node_id, unit=hk[1], room=hk[2],
+                                       label=label, active=1))
+                known[1], known[2] = label, 1
+            hh_id = known[0]
             seen_hh.add(hh_id)
         key = _person_key(row)
-        values = dict(key=key, name=row["name"], phone=row.get("phone", ""), household_id=hh_id,
+        rid, is_new = id_for(key)
+        values = dict(name=row["name"], phone=row.get("phone", ""), household_id=hh_id,
                       node_id=node_id, roles=",".join(row["roles"]), vulnerable=row["vulnerable"],
+                      social_worker_id=worker_ids.get(row.get("social_worker", "")) if row.get(
+                          "social_worker") else None,
                       wecom_userid=row.get("wecom_userid") or None,
-                      oa_openid=row.get("oa_openid") or None, active=1, updated_at=now)
-        rid = existing.get(key)
-        try:
-            if rid is None:
-                cols = ",".join(values)
-                rid = conn.execute(f"INSERT INTO residents ({cols}) VALUES ({','.join('?' * len(values))})",
-                                   tuple(values.values())).lastrowid
-                existing[key] = rid
-            else:
-                sets = ",".join(f"{k}=?" for k in values)
-                conn.execute(f"UPDATE residents SET {sets} WHERE id=?", (*values.values(), rid))
-        except Exception as e:  # e.g. a platform id used twice
-            report.bad.append(BadRow(row["_row"], "企业微信ID/公众号OpenID", f"conflict: {e}"))
-            continue
+                      oa_openid=row.get("oa_openid") or None)
+        record = dict(id=rid, key=key, **values, active=1, updated_at=now)
+        if is_new:
+            new_res.append(record)
+            report.added += 1
+        else:
+            old = existing.residents[key]
+            if old[1] != _signature(**values) or not old[2]:
+                changed_res.append(record)
+                report.updated += 1
+        rows_of[rid] = i
         seen_res.add(rid)
         ids_by_name.setdefault(row["name"], []).append(rid)
         for level, role in LEAD_ROLES_BY_LEVEL.items():
             if role in row["roles"]:
-                level_node = tree.ids["/".join(n for _, n in _node_parts(row)[:{"grid": 2, "building": 4}[level]])]
-                lead_links.append((level_node, rid, row))
-    # social workers are referred to by name; resolve among social workers only
-    worker_ids = {r["name"]: existing[_person_key(r)] for r in rows
-                  if "social_worker" in r["roles"] and _person_key(r) in existing}
-    for row in rows:
-        if row.get("social_worker"):
-            conn.execute("UPDATE residents SET social_worker_id=? WHERE key=?",
-                         (worker_ids.get(row["social_worker"]), _person_key(row)))
-        else:
-            conn.execute("UPDATE residents SET social_worker_id=NULL WHERE key=?", (_person_key(row),))
-    conn.execute("DELETE FROM node_leads")
-    ranks: dict[int, int] = {}
-    for node_id, rid, _ in lead_links:
-        rank = ranks.get(node_id, 0)
-        conn.execute("INSERT OR IGNORE INTO node_leads (node_id, resident_id, rank) VALUES (?,?,?)",
-                     (node_id, rid, rank))
-        ranks[node_id] = rank + 1
-    # inactivate people and households no longer in the file
-    for rid in existing.values():
-        if rid not in seen_res:
-            cur = conn.execute("UPDATE residents SET active=0, updated_at=? WHERE id=? AND active=1",
-                               (now, rid))
-            report.inactivated += cur.rowcount
-    conn.execute(f"UPDATE households SET active=0 WHERE id NOT IN ({','.join('?' * len(seen_hh)) or 'NULL'})",
-                 tuple(seen_hh))
+                level_node = tree.ids["/".join(n for _, n in parts[:{"grid": 2, "building": 4}[level]])]
+                rank = ranks.get(level_node, 0)
+                links.append((level_node, rid, rank))
+                ranks[level_node] = rank + 1
+        if len(new_res) + len(changed_res) >= data.BATCH:
+            flush()
+    flush()
+    if failed:  # only with skip_bad does the import go on; drop what pointed at those rows
+        seen_res -= failed
+        links = [link for link in links if link[1] not in failed]
+        data.unlink_social_worker(store, failed)
+        report.added -= len(failed & set(new_ids.values()))
+    old_links = data.lead_links(store)
+    if set(links) != old_links:
+        report.leads_changed = len(set(links) ^ old_links)
+        data.replace_leads(store, links)
+    report.inactivated = data.inactivate(
+        store, "residents", (v[0] for v in existing.residents.values() if v[2] and v[0] not in seen_res), now)
+    report.households_inactivated = data.inactivate(
+        store, "households", (v[0] for v in existing.households.values() if v[2] and v[0] not in seen_hh))
     report.residents, report.households = len(seen_res), len(seen_hh)
-    _write_groups(store, tree, groups, ids_by_name, report)
-    store.log(now, "register.imported", residents=report.residents, households=report.households,
-              groups=report.groups, inactivated=report.inactivated, bad=len(report.bad))
+    if groups is not None:
+        _write_groups(store, tree, groups, ids_by_name, report)
+    data.log_import(store, now, residents=report.residents, households=report.households,
+                    groups=report.groups, inactivated=report.inactivated, added=report.added,
+                    updated=report.updated, bad=report.bad_count)
 
 
-def _write_groups(store, tree: _Tree, groups: list[dict], ids_by_name, report: ImportReport) -> None:
-    if not groups:
-        return
+def _write_groups(store, tree: _Tree, groups: list, ids_by_name, report: ImportReport) -> None:
     seen = set()
-    for i, g in enumerate(groups, start=2):
-        g = {k: (v or "").strip() for k, v in g.items()}
+    kind_names = {k: words[0] for k, words in GROUP_KINDS.items()}
+    for i, g, sheet in groups:
+        col = sheet.column
         kind = KIND_OF.get(g.get("kind", "").lower())
         if kind is None:
-            report.bad.append(BadRow(i, "类型/kind (groups)", f"unknown group kind {g.get('kind')!r} "
-                                     "(应用群 / 机器人 / 个人微信群 / 客户群)"))
+            report.add_bad(BadRow(i, col("kind"), problem("unknown_group_kind", word=g.get("kind", ""),
+                                                           known="、".join(kind_names.values())), "groups"))
             continue
         if kind in ("app_chat", "robot", "customer") and not g.get("chat_id"):
-            report.bad.append(BadRow(i, "群ID/chat_id (groups)", f"a {kind} group needs its chat id or webhook key"))
+            report.add_bad(BadRow(i, col("chat_id"), problem("group_needs_chat_id", kind=kind_names[kind]),
+                                  "groups"))
             continue
         g["community"] = g.get("community") or DEFAULT_COMMUNITY
+        if any("/" in g.get(level, "") for level in PLACE_LEVELS):
+            level = next(lv for lv in PLACE_LEVELS if "/" in g.get(lv, ""))
+            report.add_bad(BadRow(i, col(level), problem("slash_in_place", value=g[level]), "groups"))
+            continue
         path = "/".join(n for _, n in _node_parts(g))
         node_id = tree.ids.get(path)
         if node_id is None:
-            report.bad.append(BadRow(i, "网格/小区/楼栋 (groups)", f"no such place in the register: {path}"))
+            report.add_bad(BadRow(i, col("building") if g.get("building") else col("grid"),
+                                  problem("no_such_place", place=path), "groups"))
             continue
         owner_id = None
         if g.get("owner"):
             owner_ids = ids_by_name.get(g["owner"], [])
             if not owner_ids:
-                report.bad.append(BadRow(i, "群主/owner (groups)", f"{g['owner']!r} is not in the register"))
+                report.add_bad(BadRow(i, col("owner"), problem("owner_not_found", name=g["owner"]), "groups"))
                 continue
             owner_id = _pick_owner(store, owner_ids, node_id, path)
             if owner_id is None:
-                report.bad.append(BadRow(i, "群主/owner (groups)", f"{g['owner']!r} names several people; "
-                                         "none of them leads or lives in this place"))
+                report.add_bad(BadRow(i, col("owner"), problem("owner_ambiguous", name=g["owner"]), "groups"))
                 continue
-        store.conn.execute(
-            "INSERT INTO chat_groups (node_id, name, kind, chat_id, owner_id, active) VALUES (?,?,?,?,?,1) "
-            "ON CONFLICT(node_id, name) DO UPDATE SET kind=excluded.kind, chat_id=excluded.chat_id, "
-            "owner_id=excluded.owner_id, active=1",
-            (node_id, g["name"], kind, g.get("chat_id", ""), owner_id))
+        data.upsert_group(store, node_id, g["name"], kind, g.get("chat_id", ""), owner_id)
         seen.add((node_id, g["name"]))
         report.groups += 1
-    for row in store.q("SELECT id, node_id, name FROM chat_groups WHERE active=1"):
-        if (row["node_id"], row["name"]) not in seen:
-            store.conn.execute("UPDATE chat_groups SET active=0 WHERE id=?", (row["id"],))
+    data.inactivate(store, "chat_groups",
+                    [gid for gid, node_id, name in data.active_groups(store) if (node_id, name) not in seen])
 
 
 def _pick_owner(store, candidates: list[int], node_id: int, path: str) -> int | None:
@@ -396,31 +806,27 @@ def _pick_owner(store, candidates: list[int], node_id: int, path: str) -> int | 
     here; a single candidate is taken as is."""
     if len(candidates) == 1:
         return candidates[0]
-    marks = ",".join("?" * len(candidates))
-    lead = store.q1(f"SELECT resident_id FROM node_leads WHERE node_id=? AND resident_id IN ({marks}) "
-                    "ORDER BY rank", (node_id, *candidates))
-    if lead:
-        return lead["resident_id"]
+    lead = data.lead_among(store, node_id, candidates)
+    if lead is not None:
+        return lead
     for pattern in (path, path + "/%"):  # attached to this very node first, then anywhere below
-        local = store.q(f"SELECT r.id FROM residents r JOIN nodes n ON n.id=r.node_id WHERE r.id IN ({marks}) "
-                        "AND n.path LIKE ?", (*candidates, pattern))
+        local = data.attached_under(store, candidates, pattern)
         if len(local) == 1:
-            return local[0]["id"]
+            return local[0]
     return None
+
+
+def person_named(store: Store, name: str) -> list[int]:
+    """Ids of the active people with this name (a dashboard account is linked to one of them)."""
+    return data.active_people_named(store, name)
 
 
 # -- the tree with counts -------------------------------------------------------------------
 def tree_counts(store: Store) -> list[dict]:
     """Every node with households, residents, vulnerable residents and leads below it."""
-    nodes = store.q("SELECT id, kind, name, parent_id FROM nodes ORDER BY id")
-    per_building = {r["building_id"]: r for r in store.q(
-        """SELECT h.building_id, COUNT(DISTINCT h.id) AS households, COUNT(r.id) AS residents,
-                  SUM(r.vulnerable != '') AS vulnerable
-           FROM households h LEFT JOIN residents r ON r.household_id = h.id AND r.active = 1
-           WHERE h.active = 1 GROUP BY h.building_id""")}
-    leads = {r["node_id"]: r["n"] for r in store.q(
-        "SELECT l.node_id, COUNT(*) AS n FROM node_leads l JOIN residents r ON r.id=l.resident_id "
-        "WHERE r.active=1 GROUP BY l.node_id")}
+    nodes = data.nodes(store)
+    per_building = data.counts_per_building(store)
+    leads = data.active_leads_per_node(store)
     by_id = {n["id"]: dict(n, households=0, residents=0, vulnerable=0, leads=leads.get(n["id"], 0),
                            children=[]) for n in nodes}
     for n in nodes:

@@ -47,6 +47,19 @@ def plan(deps: Deps, alert_id: int) -> None:
     groups = org.groups_by_node(store)
     group_text = render(store, alert, settings=deps.settings)
     sends, direct_buildings = [], []
+    targets = alerts_db.targets(store, alert_id)
+    if targets is not None:
+        # vulnerable households only: a group post would reach everyone, so each one is messaged
+        for building_id in alerts_db.scope_buildings(store, alert_id):
+            mine = {h for h in targets if h in set(relay_db.households_of_building(store, building_id))}
+            if not mine:
+                continue
+            hop_id = relay_db.create_hop(store, alert_id=alert_id, node_id=building_id, group_id=None,
+                                         method="direct", state="posted", escalation_level=LAST_LEVEL,
+                                         created_at=now, done_at=now)
+            sends.extend(direct_sends(deps, alert, hop_id, building_id, only_households=mine))
+        deps.outbox.enqueue_many(sends)
+        return
     for node in org.subtree(store, scope):
         node_groups = groups.get(node["id"], [])
         if not node_groups and node["kind"] == "building":

@@ -39,6 +39,7 @@ def render_context(store: Store, alert: dict, settings: Settings | None = None) 
         a, b = COLOURS.index(prev["colour"]), COLOURS.index(alert["colour"])
         change_zh = "升级" if b > a else ("降级" if b < a else "更新")
     return dict(community=alert_community(store, alert), type=alert["type"], colour=alert["colour"],
+                kind=alert.get("kind") or "warning", drill=alert.get("status") == "exercise",
                 action=alert["action"], text=alert["text"], poll=bool(alert["poll"]),
                 change_zh=change_zh or "更新",
                 reply_via=reply_channels(settings) if settings is not None else ["oa"])

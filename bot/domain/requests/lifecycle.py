@@ -7,9 +7,28 @@ event id so a retry sends nothing twice. Permission checks are here, not in the 
 """
 from __future__ import annotations
 
-from bot.domain.requests.access import (LEVEL_GRID, BadInput, Forbidden, InvalidTransition, NotFound,
-                                can_manage, can_work, get, load, log_event, people_at, rearm,
-                                tell, view)
+from typing import Callable
+
+from bot.data import people
+from bot.data import requests as rows
+from bot.data.store import Store
+from bot.domain.ports import Deps
+from bot.domain.requests.access import (
+    LEVEL_GRID,
+    BadInput,
+    Forbidden,
+    InvalidTransition,
+    NotFound,
+    can_manage,
+    can_work,
+    get,
+    load,
+    log_event,
+    people_at,
+    rearm,
+    tell,
+    view,
+)
 
 T = "messages/requests/"
 # action -> (states it may start from, state it leads to). assign from 'filed' accepts too:
@@ -28,128 +47,124 @@ HELPER_ROLES = ("volunteer", "party_member", "social_worker", "staff", "building
                 "grid_lead")
 
 
-def _step(app, req: dict, action: str, actor: dict | None, sets: dict, **data) -> int:
+def _step(deps: Deps, req: dict, action: str, actor: dict | None, sets: dict, **data) -> int:
     """Move `req` along TRANSITIONS; returns the event id. Refuses a move from the wrong state,
     also when another actor changed the row since it was read."""
     allowed, target = TRANSITIONS[action]
     if req["state"] not in allowed:
         raise InvalidTransition(req["id"], state=req["state"], action=action)
-    cols = {"state": target, **sets}
-    now = app.clock.now()
-    with app.store.transaction() as conn:
-        cur = conn.execute(
-            f"UPDATE requests SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ? AND state = ?",
-            (*cols.values(), req["id"], req["state"]))
-        if cur.rowcount != 1:
-            raise InvalidTransition(req["id"], state=get(app.store, req["id"])["state"],
+    now = deps.clock.now()
+    with deps.store.transaction():
+        if not rows.move(deps.store, req["id"], req["state"], {"state": target, **sets}):
+            raise InvalidTransition(req["id"], state=get(deps.store, req["id"])["state"],
                                     action=action)
-        return log_event(app.store, now, f"request.{action}", req["id"],
+        return log_event(deps.store, now, f"request.{action}", req["id"],
                          actor["id"] if actor else None, frm=req["state"], to=target, **data)
 
 
-def _tell_filer(app, request_id: int, template: str, ev: int, **context) -> dict:
-    req = get(app.store, request_id)
-    filer = app.store.q1("SELECT * FROM residents WHERE id = ?", (req["resident_id"],))
+def _tell_filer(deps: Deps, request_id: int, template: str, ev: int, **context) -> dict:
+    req = get(deps.store, request_id)
+    filer = people.get(deps.store, req["resident_id"]) if req["resident_id"] else None
     if filer is not None:
-        tell(app, filer, T + template, f"req:{request_id}:e{ev}", r=view(app, req), **context)
-    rearm(app)
+        tell(deps, filer, T + template, f"req:{request_id}:e{ev}", r=view(deps, req), **context)
+    rearm(deps)
     return req
 
 
-def _guard(app, actor: dict, request_id: int, check, action: str) -> dict:
+def _guard(deps: Deps, actor: dict, request_id: int,
+           check: Callable[[Store, dict, dict], bool], action: str) -> dict:
     """The request, if `check` allows this actor the action (refused naming the action, not
     "view": a lead from another building should hear that it isn't theirs to handle)."""
-    req = get(app.store, request_id)
+    req = get(deps.store, request_id)
     if req is None:
         raise NotFound(request_id)
-    if not check(app.store, actor, req):
+    if not check(deps.store, actor, req):
         raise Forbidden(request_id, action=action)
     return req
 
 
-def accept(app, actor: dict, request_id: int) -> dict:
-    req = _guard(app, actor, request_id, can_manage, "accept")
-    ev = _step(app, req, "accept", actor, {"accepted_by": actor["id"],
-                                           "accepted_at": app.clock.now(),
-                                           "escalation_level": 0})
-    return _tell_filer(app, request_id, "accepted.j2", ev, actor=actor)
+def accept(deps: Deps, actor: dict, request_id: int) -> dict:
+    req = _guard(deps, actor, request_id, can_manage, "accept")
+    ev = _step(deps, req, "accept", actor, {"accepted_by": actor["id"],
+                                            "accepted_at": deps.clock.now(),
+                                            "escalation_level": 0})
+    return _tell_filer(deps, request_id, "accepted.j2", ev, actor=actor)
 
 
-def assign(app, actor: dict, request_id: int, assignee: str) -> dict:
+def assign(deps: Deps, actor: dict, request_id: int, assignee: str) -> dict:
     """Assign to a registered helper (matched by name) or to free text ("王师傅", "物业")."""
-    req = _guard(app, actor, request_id, can_manage, "assign")
+    req = _guard(deps, actor, request_id, can_manage, "assign")
     name = (assignee or "").strip()
     if not name:
         raise BadInput(request_id, what="assignee")
-    now = app.clock.now()
-    helpers = [p for p in app.store.q("SELECT * FROM residents WHERE name = ? AND active = 1",
-                                      (name,))
+    now = deps.clock.now()
+    helpers = [p for p in rows.active_named(deps.store, name)
                if set(HELPER_ROLES) & set((p["roles"] or "").split(","))]
     person = helpers[0] if len(helpers) == 1 else None  # two of the same name: keep it text
     sets = {"assignee_id": person["id"] if person else None, "assignee_name": name,
             "assigned_at": now}
     if req["state"] == "filed":  # dispatching directly also accepts, and starts a new phase
         sets.update(accepted_by=actor["id"], accepted_at=now, escalation_level=0)
-    ev = _step(app, req, "assign", actor, sets, assignee=name)
-    req = _tell_filer(app, request_id, "assigned.j2", ev, actor=actor, assignee=name)
+    ev = _step(deps, req, "assign", actor, sets, assignee=name)
+    req = _tell_filer(deps, request_id, "assigned.j2", ev, actor=actor, assignee=name)
     if person is not None:
-        tell(app, person, T + "assigned_to_you.j2", f"req:{request_id}:e{ev}:{person['id']}",
-             r=view(app, req), actor=actor)
+        tell(deps, person, T + "assigned_to_you.j2", f"req:{request_id}:e{ev}:{person['id']}",
+             r=view(deps, req), actor=actor)
     return req
 
 
-def start(app, actor: dict, request_id: int) -> dict:
-    req = _guard(app, actor, request_id, can_work, "start")
-    ev = _step(app, req, "start", actor, {})
-    return _tell_filer(app, request_id, "started.j2", ev, actor=actor)
+def start(deps: Deps, actor: dict, request_id: int) -> dict:
+    req = _guard(deps, actor, request_id, can_work, "start")
+    ev = _step(deps, req, "start", actor, {})
+    return _tell_filer(deps, request_id, "started.j2", ev, actor=actor)
 
 
-def resolve(app, actor: dict, request_id: int, note: str) -> dict:
-    req = _guard(app, actor, request_id, can_work, "resolve")
+def resolve(deps: Deps, actor: dict, request_id: int, note: str) -> dict:
+    req = _guard(deps, actor, request_id, can_work, "resolve")
     if not (note or "").strip():
         raise BadInput(request_id, what="note")
-    ev = _step(app, req, "resolve", actor, {"resolution": note.strip(),
-                                            "resolved_at": app.clock.now(),
-                                            "rate_asked_at": None, "escalation_level": 0},
+    ev = _step(deps, req, "resolve", actor, {"resolution": note.strip(),
+                                             "resolved_at": deps.clock.now(),
+                                             "rate_asked_at": None, "escalation_level": 0},
                note=note.strip())
-    return _tell_filer(app, request_id, "resolved.j2", ev, actor=actor)
+    return _tell_filer(deps, request_id, "resolved.j2", ev, actor=actor)
 
 
-def rate(app, actor: dict, request_id: int, score: int | None, comment: str = "") -> dict:
+def rate(deps: Deps, actor: dict, request_id: int, score: int | None, comment: str = "") -> dict:
     """Only the resident who filed it rates. 3–5 closes it (nothing is left to do); 1–2 reopens
     it to the grid lead, whose escalation clock starts afresh at the grid level."""
-    req = load(app.store, actor, request_id)
+    req = load(deps.store, actor, request_id)
     if req["resident_id"] != actor["id"]:
         raise Forbidden(request_id, action="rate")
     if score not in (1, 2, 3, 4, 5):
         raise BadInput(request_id, what="score")
-    now, comment = app.clock.now(), (comment or "").strip()
+    now, comment = deps.clock.now(), (comment or "").strip()
     rated = {"rating": score, "rating_comment": comment or None, "rated_at": now}
     if score >= 3:
-        _step(app, req, "rate", actor, rated, score=score, comment=comment)
-        ev = _step(app, get(app.store, request_id), "close", actor, {"closed_at": now},
+        _step(deps, req, "rate", actor, rated, score=score, comment=comment)
+        ev = _step(deps, get(deps.store, request_id), "close", actor, {"closed_at": now},
                    reason="rated")
-        return _tell_filer(app, request_id, "rated.j2", ev)
-    grid = people_at(app.store, req, LEVEL_GRID)
-    ev = _step(app, req, "reopen", actor, {
+        return _tell_filer(deps, request_id, "rated.j2", ev)
+    grid = people_at(deps.store, req, LEVEL_GRID)
+    ev = _step(deps, req, "reopen", actor, {
         **rated, "reopened": req["reopened"] + 1, "resolved_at": None, "rate_asked_at": None,
         "escalation_level": LEVEL_GRID, "accepted_by": grid[0]["id"] if grid else None},
         score=score, comment=comment)
-    req = _tell_filer(app, request_id, "reopened.j2", ev)
+    req = _tell_filer(deps, request_id, "reopened.j2", ev)
     for p in grid:
-        tell(app, p, T + "reopened_lead.j2", f"req:{request_id}:e{ev}:{p['id']}",
-             r=view(app, req), score=score, comment=comment)
+        tell(deps, p, T + "reopened_lead.j2", f"req:{request_id}:e{ev}:{p['id']}",
+             r=view(deps, req), score=score, comment=comment)
     return req
 
 
-def comment(app, actor: dict, request_id: int, text: str) -> dict:
+def comment(deps: Deps, actor: dict, request_id: int, text: str) -> dict:
     """An internal note in the history (not sent to the resident): who called whom, what's next.
     Those who work on it may add one, and so may the resident who filed it."""
-    req = load(app.store, actor, request_id)
-    if req["resident_id"] != actor["id"] and not can_work(app.store, actor, req):
+    req = load(deps.store, actor, request_id)
+    if req["resident_id"] != actor["id"] and not can_work(deps.store, actor, req):
         raise Forbidden(request_id, action="comment")
     if not (text or "").strip():
         raise BadInput(request_id, what="comment")
-    log_event(app.store, app.clock.now(), "request.comment", request_id, actor["id"],
+    log_event(deps.store, deps.clock.now(), "request.comment", request_id, actor["id"],
               text=text.strip())
     return req

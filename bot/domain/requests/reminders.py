@@ -10,14 +10,18 @@ within the current phase (waiting for acceptance / waiting for resolution) and r
 phase changes, so each escalation happens once per phase. Every firing is a compare-and-set
 UPDATE, so a second run, a second process or a restart finds nothing left to do.
 
-The app's single escalation timer (bot.domain.escalation) takes next_due_at() into account and calls
-run_due(); tests skip the timer and call run_due(app, now) with an injected time.
+The deps's single escalation timer (deps.timers, run by bot.domain.escalation) takes next_due_at()
+into account and calls run_due(); tests skip the timer and call run_due(deps, now) with an
+injected time. This module never imports the escalation module: escalation imports it.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
+from bot.data import people
+from bot.data import requests as rows
+from bot.domain.ports import Deps
 from bot.domain.requests.access import LEVEL_GRID, LEVEL_STAFF, log_event, people_at, tell, view
 
 log = logging.getLogger("linli.requests")
@@ -66,67 +70,63 @@ def _due(req: dict, rs) -> Due | None:
     return None
 
 
-def _all_due(app) -> list[Due]:
-    rows = app.store.q("SELECT * FROM requests WHERE state IN "
-                       "('filed','accepted','assigned','in_progress','resolved')")
-    found = (_due(r, app.settings.requests) for r in rows)
+def _all_due(deps: Deps) -> list[Due]:
+    found = (_due(r, deps.settings.requests) for r in rows.waiting(deps.store))
     return sorted((d for d in found if d is not None), key=lambda d: (d.at, d.request_id))
 
 
-def due_reminders(app, now: float) -> list[Due]:
+def due_reminders(deps: Deps, now: float) -> list[Due]:
     """Everything due at `now`, oldest first."""
-    return [d for d in _all_due(app) if d.at <= now]
+    return [d for d in _all_due(deps) if d.at <= now]
 
 
-def next_due_at(app) -> float | None:
+def next_due_at(deps: Deps) -> float | None:
     """When the earliest reminder falls due (possibly in the past), or None if none waits."""
-    dues = _all_due(app)
+    dues = _all_due(deps)
     return dues[0].at if dues else None
 
 
-async def run_due(app, now: float | None = None) -> int:
+async def run_due(deps: Deps, now: float | None = None) -> int:
     """Fire what is due at `now`; returns how many fired. Safe to call any number of times.
     (async because it runs as a scheduled job, from bot.domain.escalation.run_due.)"""
-    now = app.clock.now() if now is None else now
+    now = deps.clock.now() if now is None else now
     fired = 0
-    for due in due_reminders(app, now):
+    for due in due_reminders(deps, now):
         try:
-            fired += _fire(app, due, now)
+            fired += _fire(deps, due, now)
         except Exception:  # one broken row must not hold back the others
             log.exception("request reminder %s for #%s failed", due.kind, due.request_id)
     return fired
 
 
-def _fire(app, due: Due, now: float) -> bool:
-    store = app.store
-    req = store.q1("SELECT * FROM requests WHERE id = ?", (due.request_id,))
+def _fire(deps: Deps, due: Due, now: float) -> bool:
+    store = deps.store
+    req = rows.get(store, due.request_id)
+    if req is None:
+        return False
     if due.kind == "escalate":
-        with store.transaction() as conn:
-            if conn.execute("UPDATE requests SET escalation_level = ? WHERE id = ? AND "
-                            "escalation_level = ? AND state = ?",
-                            (due.level, req["id"], due.level - 1, req["state"])).rowcount != 1:
+        with store.transaction():
+            if not rows.raise_level(store, req["id"], req["state"], due.level - 1, due.level):
                 return False
             ev = log_event(store, now, "request.escalate", req["id"], None, level=due.level,
                            phase=due.phase)
-        v = view(app, {**req, "escalation_level": due.level})
+        v = view(deps, {**req, "escalation_level": due.level})
         for p in people_at(store, req, due.level):
-            tell(app, p, T + "escalated.j2", f"req:{req['id']}:e{ev}:{p['id']}", r=v,
+            tell(deps, p, T + "escalated.j2", f"req:{req['id']}:e{ev}:{p['id']}", r=v,
                  phase=due.phase, hours=round((now - req["created_at"]) / 3600))
         return True
-    filer = store.q1("SELECT * FROM residents WHERE id = ?", (req["resident_id"],))
-    with store.transaction() as conn:
+    filer = people.get(store, req["resident_id"]) if req["resident_id"] else None
+    with store.transaction():
         if due.kind == "ask_rating":
-            sql = ("UPDATE requests SET rate_asked_at = ? WHERE id = ? AND state = 'resolved' "
-                   "AND rate_asked_at IS NULL")
-            params, kind, template, data = (now, req["id"]), "request.rate_ask", "rate_ask.j2", {}
+            moved = rows.mark_rate_asked(store, req["id"], now)
+            kind, template, data = "request.rate_ask", "rate_ask.j2", {}
         else:
-            sql = ("UPDATE requests SET state = 'closed', closed_at = ? WHERE id = ? "
-                   "AND state = 'resolved' AND rate_asked_at IS NOT NULL")
-            params, kind, template = (now, req["id"]), "request.close", "closed.j2"
+            moved = rows.close_unrated(store, req["id"], now)
+            kind, template = "request.close", "closed.j2"
             data = {"frm": "resolved", "to": "closed", "reason": "unrated"}
-        if conn.execute(sql, params).rowcount != 1:
+        if not moved:
             return False
         ev = log_event(store, now, kind, req["id"], None, **data)
     if filer is not None:
-        tell(app, filer, T + template, f"req:{req['id']}:e{ev}", r=view(app, req))
+        tell(deps, filer, T + template, f"req:{req['id']}:e{ev}", r=view(deps, req))
     return True
