@@ -1,28 +1,26 @@
-"""Residents' requests in chat: short commands for leads and residents, and free text from a
-resident that no earlier router took, which becomes a request (or one clarifying question).
+"""Residents' requests in chat: short commands for leads and residents, and free text that no
+earlier router took, which may become a request.
 
 Order inside the router matters: exact commands first, then anything that merely starts like a
 command (answered with the command formats, never filed as a request), then photos and voice,
-and free text last. Permission checks are the domain's (bot.domain.requests); here a RequestError
-becomes a templated refusal.
+and free text last. What free text means is the domain's reading (bot.domain.requests.rules):
+a resident's report is filed, a greeting gets one clarifying question, chit-chat a short help
+reply; leads, staff and social workers file only explicitly ("报事 …"). Permission checks are the
+domain's too; here a RequestError becomes a templated refusal. No SQL here.
 """
 from __future__ import annotations
 
-import json
-
 import xmltodict
 
-from bot.domain.requests import access as request_access
-from bot.domain import requests
 from bot.core.dispatcher import REPLY_CHANNEL, Ctx, Router
 from bot.core.filters import known_resident, msg_type_is, text_regex
 from bot.core.models import Inbound
-from bot.domain.requests.rules import is_pleasantry, is_unclear, parse_score
+from bot.domain import requests
+from bot.domain.requests.rules import is_pleasantry, is_unclear, is_yes, parse_score
 
 router = Router("requests")
 
 T = "messages/requests/"
-CLARIFY, CLARIFY_TTL_S = "request_clarify", 30 * 60
 LIST_LIMIT = 10
 _ID = r"\s*[#＃]?\s*(?P<id>\d{1,9})"
 _WORDS = "接单|受理|派单|开始|办结|备注|查询|评价"
@@ -34,7 +32,8 @@ def _private(ctx: Ctx, msg: Inbound) -> bool:
 
 
 def _not_pleasantry(ctx: Ctx, msg: Inbound) -> bool:
-    return not is_pleasantry(msg.text)
+    """Politeness is left to the fallback, unless it answers our question ("好的" = yes)."""
+    return not is_pleasantry(msg.text) or requests.clarification_open(ctx.app, _user_key(msg))
 
 
 def _has_media(ctx: Ctx, msg: Inbound) -> bool:
@@ -57,7 +56,7 @@ async def _act(ctx: Ctx, action: str, fn, *args) -> None:
     except requests.RequestError as e:
         await _refuse(ctx, e)
         return
-    await ctx.reply(T + "done.j2", action=action, r=request_access.view(ctx.app, req))
+    await ctx.reply(T + "done.j2", action=action, r=requests.view(ctx.app, req))
 
 
 # -- leads and staff -----------------------------------------------------------------------
@@ -89,15 +88,12 @@ async def comment_request(ctx: Ctx, msg: Inbound) -> None:
 @router.text(known_resident, text_regex(r"^\s*(?:我的工单|待办|待办工单)\s*$"))
 async def todo(ctx: Ctx, msg: Inbound) -> None:
     """Open requests the sender should act on: in the buildings they lead, or assigned to them."""
-    store, me = ctx.store, ctx.resident
-    rows = [r for r in requests.list_requests(store, me, open_only=True)
-            if r["assignee_id"] == me["id"] or request_access.can_manage(store, me, r)]
-    if not rows and request_access.scope(store, me) == set():
+    rows = requests.todo(ctx.store, ctx.resident)
+    if rows is None:
         await _refuse(ctx, requests.Forbidden(None, action="list"))
         return
-    rows.reverse()  # oldest first: that is the one waiting longest
     await ctx.reply(T + "list.j2", mine=False, total=len(rows),
-                    rows=[request_access.view(ctx.app, r) for r in rows[:LIST_LIMIT]])
+                    rows=[requests.view(ctx.app, r) for r in rows[:LIST_LIMIT]])
 
 
 # -- residents -----------------------------------------------------------------------------
@@ -108,9 +104,8 @@ async def show_request(ctx: Ctx, msg: Inbound) -> None:
     except requests.RequestError as e:
         await _refuse(ctx, e)
         return
-    media = ctx.store.scalar("SELECT COUNT(*) FROM request_media WHERE request_id = ?",
-                             (req["id"],))
-    await ctx.reply(T + "detail.j2", r=request_access.view(ctx.app, req), media=media)
+    await ctx.reply(T + "detail.j2", r=requests.view(ctx.app, req),
+                    media=requests.media_count(ctx.store, req["id"]))
 
 
 _RATE = rf"^\s*评价{_ID}\s*(?P<score>\d+|[１-５])?\s*(?P<arg>.*?)\s*$"
@@ -130,13 +125,13 @@ async def rate_request(ctx: Ctx, msg: Inbound) -> None:
 async def my_requests(ctx: Ctx, msg: Inbound) -> None:
     rows = requests.list_requests(ctx.store, ctx.resident, mine=True)
     await ctx.reply(T + "list.j2", mine=True, total=len(rows),
-                    rows=[request_access.view(ctx.app, r) for r in rows[:LIST_LIMIT]])
+                    rows=[requests.view(ctx.app, r) for r in rows[:LIST_LIMIT]])
 
 
 # "开始 128 ..." or "评价#12": a command word followed by a number or nothing, but malformed
 @router.text(known_resident, text_regex(rf"^\s*(?:{_WORDS})\s*(?:[#＃\d]|$)"))
 async def command_usage(ctx: Ctx, msg: Inbound) -> None:
-    lead = request_access.scope(ctx.store, ctx.resident) != set()
+    lead = requests.scope(ctx.store, ctx.resident) != set()
     await ctx.reply(T + "usage.j2", lead=lead)
 
 
@@ -146,55 +141,47 @@ async def attach_media(ctx: Ctx, msg: Inbound) -> None:
     """A photo or voice note joins the sender's request of the last minutes, or files a new one
     (with the pending clarification's text, or the platform's speech recognition, if any)."""
     meta = _media_meta(msg)
-    pending = _take_pending(ctx, msg)
-    text = (pending if pending and not is_unclear(pending) else None) or meta.get("Recognition")
+    pending = requests.take_clarification(ctx.app, _user_key(msg))
+    text = (pending.text if pending and not is_unclear(pending.text) else None) \
+        or meta.get("Recognition")
     requests.add_media(ctx.app, resident=ctx.resident, kind=msg.msg_type, media_id=msg.media_id,
                        meta=meta, text=text, reply_via=_reply_via(msg))
 
 
 @router.text(known_resident, _private, _not_pleasantry)
 async def file_or_clarify(ctx: Ctx, msg: Inbound) -> None:
-    """Free text is a request. Too little to act on gets ONE clarifying question; whatever
-    comes next completes the filing, however short."""
-    text = msg.text.strip()
-    pending = _take_pending(ctx, msg)
-    if pending is None and is_unclear(text) and _ask(ctx, msg, text):
-        await ctx.reply(T + "clarify.j2", person=ctx.resident)
+    """Free text. A report is filed. A greeting gets ONE question (what do you need?), and a
+    real answer completes the filing; a message we cannot place gets ONE question (file this?),
+    and a yes files it. Chit-chat, and a lead's words without "报事", get a short help reply
+    and no ticket."""
+    key = _user_key(msg)
+    pending = requests.take_clarification(ctx.app, key)
+    if pending is not None and pending.ask == "confirm" and is_yes(msg.text):
+        await _file(ctx, msg, pending.text)
         return
-    if pending and not is_unclear(pending):
-        text = f"{pending} {text}"
+    reading = requests.read_message(msg.text, ctx.resident, ctx.settings,
+                                    answering=pending is not None)
+    if reading.kind == "request":
+        earlier = pending.text if pending and not is_unclear(pending.text) else ""
+        await _file(ctx, msg, f"{earlier} {reading.text}".strip())
+        return
+    if reading.kind in ("unclear", "uncertain") and pending is None:
+        ask = "what" if reading.kind == "unclear" else "confirm"
+        if requests.ask_clarification(ctx.app, key, msg.text.strip(), ask=ask):
+            template = "clarify.j2" if ask == "what" else "confirm.j2"
+            await ctx.reply(T + template, person=ctx.resident, text=msg.text.strip())
+            return
+    await ctx.reply(T + "not_filed.j2", person=ctx.resident, duty=reading.duty,
+                    lead=reading.duty and requests.scope(ctx.store, ctx.resident) != set())
+
+
+async def _file(ctx: Ctx, msg: Inbound, text: str) -> None:
     requests.file_request(ctx.app, resident=ctx.resident, text=text, key=msg.dedupe_key,
                           reply_via=_reply_via(msg))
 
 
-# -- the clarifying question's state (table `conversations`) -------------------------------
 def _user_key(msg: Inbound) -> str:
     return f"{msg.channel}:{msg.user_id}"
-
-
-def _ask(ctx: Ctx, msg: Inbound, text: str) -> bool:
-    """Remember that we asked. Another concern's live conversation is never overwritten: then
-    we return False and the caller files the message as it is instead of asking."""
-    now = ctx.app.clock.now()
-    cur = ctx.store.conn.execute(
-        "INSERT INTO conversations (user_key, state, data, expires_at) VALUES (?,?,?,?) "
-        "ON CONFLICT(user_key) DO UPDATE SET state = excluded.state, data = excluded.data, "
-        "expires_at = excluded.expires_at "
-        "WHERE conversations.state = excluded.state OR conversations.expires_at <= ?",
-        (_user_key(msg), CLARIFY, json.dumps({"text": text}, ensure_ascii=False),
-         now + CLARIFY_TTL_S, now))
-    return cur.rowcount == 1
-
-
-def _take_pending(ctx: Ctx, msg: Inbound) -> str | None:
-    """The text that prompted our question, if one is open; the question is then answered."""
-    row = ctx.store.q1("SELECT data FROM conversations WHERE user_key = ? AND state = ? "
-                       "AND expires_at > ?", (_user_key(msg), CLARIFY, ctx.app.clock.now()))
-    if row is None:
-        return None
-    ctx.store.conn.execute("DELETE FROM conversations WHERE user_key = ? AND state = ?",
-                           (_user_key(msg), CLARIFY))
-    return json.loads(row["data"])["text"]
 
 
 def _media_meta(msg: Inbound) -> dict:

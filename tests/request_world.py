@@ -1,11 +1,13 @@
-"""A small register for the request tests: two grids, three buildings, leads, staff, a volunteer."""
+"""A small register for the request tests: two grids, three buildings, leads, staff, a volunteer,
+a social worker."""
 from __future__ import annotations
 
 import csv
 import json
 
-from bot.domain.register import import_register
 from helpers_callbacks import make_app, make_settings
+
+from bot.domain.register import import_register
 
 HEAD = ["网格", "小区", "楼栋", "单元", "房号", "姓名", "电话", "角色", "困难类别", "联系社工",
         "企业微信ID", "公众号OpenID"]
@@ -21,7 +23,11 @@ ROWS = [
     ["第一网格", "一区", "5栋", "", "302", "钱师傅", "", "志愿者", "", "", "vol1", ""],
     ["第二网格", "二区", "8栋", "", "201", "吴奶奶", "", "居民", "", "", "wu", ""],
     ["第一网格", "一区", "5栋", "", "303", "张大爷", "", "居民", "", "", "", ""],  # no WeChat
+    ["第一网格", "", "", "", "", "林社工", "", "社工", "", "", "sw1", ""],
 ]
+# who writes as each role in the role-matrix and reading tests (WeCom user ids)
+SENDER_OF_ROLE = {"resident": "xm", "building_lead": "lead3", "grid_lead": "grid1",
+                  "staff": "staff1", "social_worker": "sw1"}
 
 
 def write_register(tmp_path):

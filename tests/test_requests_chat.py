@@ -6,13 +6,12 @@ import itertools
 from contextlib import asynccontextmanager
 
 import pytest
+from helpers_callbacks import NOW, client_for, make_app, make_settings, oa_aes_request, text_xml, wecom_request
+from request_world import build, events, person, sends, texts_to
 
-from bot.domain import requests as R
 from bot.core import texts
 from bot.core.clock import FakeClock
-from helpers_callbacks import (NOW, client_for, make_app, make_settings, oa_aes_request,
-                               text_xml, wecom_request)
-from request_world import build, events, person, sends, texts_to
+from bot.domain import requests as R
 
 H = 3600
 MSG_IDS = itertools.count(5_000_000)  # unique across chats: a restarted app shares `inbound`
@@ -213,9 +212,14 @@ async def test_official_account_resident_files_and_is_answered_there(app):
 
 
 async def test_a_platform_retry_files_once(app):
+    # a platform retry is the same callback again, byte for byte (same signature, same body)
+    xml = text_xml(user="xm", content="3栋楼道灯坏了", msg_id="4242", at=int(app.clock.now()))
+    query, body = wecom_request(xml, ts=int(app.clock.now()))
     async with chat(app) as c:
         for _ in range(3):
-            await c.say("xm", "3栋楼道灯坏了", msg_id="4242")
+            resp = await c.client.post("/wecom/callback", params=query, data=body)
+            assert resp.status == 200 and await resp.text() == "success"
+            await app.settle()
     assert app.store.scalar("SELECT COUNT(*) FROM requests") == 1
     assert len(texts_to(app, "xm")) == 1
 

@@ -1,6 +1,7 @@
 """JSON API over residents' requests for the dashboard.
 
-GET  /api/requests                 ?state=&category=&urgency=&building=  (what the user may see)
+GET  /api/requests                 ?state=&category=&urgency=&building=&limit=  (what the user may
+                                   see, newest first; limit 1..LIST_MAX, default LIST_MAX)
 GET  /api/requests/{id}            the request, its media and its history (events)
 POST /api/requests/{id}/{action}   accept | assign {assignee} | start | resolve {note} |
                                    comment {text}
@@ -16,7 +17,7 @@ import json
 from aiohttp import web
 
 from bot.domain import requests
-from bot.domain.requests.access import view
+from bot.domain.requests import view
 
 _STATUS = {"not_found": 404, "forbidden": 403, "bad_state": 409, "bad_input": 400}
 # action -> (domain function, JSON field carrying its text argument, if any)
@@ -43,6 +44,22 @@ def _int(value: str | None, name: str) -> int | None:
         raise web.HTTPBadRequest(text=f"{name} must be an integer") from None
 
 
+def _limit(value: str | None) -> int:
+    """The row cap asked for, clamped to 1..LIST_MAX: absent or larger = LIST_MAX (asking for
+    "everything" gets the most one page may hold). Not a whole number, or below 1, is refused:
+    -1 or 0 must neither lift the cap nor quietly return nothing."""
+    if value in (None, ""):
+        return requests.LIST_MAX
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise web.HTTPBadRequest(
+            text=f"limit must be a whole number from 1 to {requests.LIST_MAX}, not {value!r}")
+    return min(n, requests.LIST_MAX)
+
+
 def add_request_routes(web_app: web.Application, app, auth) -> None:
     async def list_(request: web.Request) -> web.Response:
         me = await _who(request)
@@ -50,7 +67,7 @@ def add_request_routes(web_app: web.Application, app, auth) -> None:
         rows = requests.list_requests(
             app.store, me, state=q.get("state") or None, category=q.get("category") or None,
             urgency=q.get("urgency") or None, building=_int(q.get("building"), "building"),
-            limit=_int(q.get("limit"), "limit") or 500)
+            limit=_limit(q.get("limit")))
         return web.json_response({"requests": [view(app, r) for r in rows]})
 
     async def detail(request: web.Request) -> web.Response:
@@ -62,10 +79,7 @@ def add_request_routes(web_app: web.Application, app, auth) -> None:
             return _error(e)
         events = [{**e, "data": json.loads(e["data"]) if e["data"] else {}}
                   for e in requests.history(app.store, rid)]
-        media = app.store.q("SELECT id, kind, media_id, meta, at FROM request_media "
-                            "WHERE request_id = ? ORDER BY id", (rid,))
-        for m in media:
-            m["meta"] = json.loads(m["meta"]) if m["meta"] else {}
+        media = requests.media(app.store, rid)
         return web.json_response({"request": view(app, req), "history": events,
                                   "media": media})
 
