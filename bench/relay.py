@@ -50,7 +50,7 @@ async def _world_and_app(tmp: Path, residents: int, building_groups: str):
     t = time.perf_counter()
     import_register(store, reg, groups_path=info["groups_file"], now=time.time())
     t_import = time.perf_counter() - t
-    world = World(s, Store(s.store.path), clock=Clock())
+    world = World(s, reg, groups=info["groups_file"], clock=Clock())  # the same file, read the platform's way
     url = await world.start()
     await world.connect("http://127.0.0.1:9")  # people stay silent: this measures the fan-out
     s = dataclasses.replace(s, wecom=dataclasses.replace(s.wecom, api_base=url),
@@ -70,7 +70,7 @@ def _reached(world, marker: str) -> int:
         else:
             people |= world.state.groups[d.chat_id].members
     person = world.people.person
-    return sum(1 for u in people if u in person and person[u]["household_id"] is not None)
+    return sum(1 for u in people if u in person and person[u]["household"] is not None)
 
 
 async def run_relay(residents: int) -> dict:

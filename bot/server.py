@@ -152,7 +152,7 @@ async def run_world(settings, *, speed: float = 1.0) -> int:
     scaled = dataclasses.replace(w, lead_delay_s=[x / speed for x in w.lead_delay_s],
                                  resident_delay_s=[x / speed for x in w.resident_delay_s])
     settings = dataclasses.replace(settings, world=scaled)
-    world = World(settings, Store(settings.store.path), clock=Clock())
+    world = World(settings, clock=Clock())
     url = await world.start(w.host, w.port)
     linli_url = f"http://{settings.server.host}:{settings.server.port}"
     await world.connect(linli_url)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from bot.core.dispatcher import Ctx, Router
 from bot.core.filters import has_role, known_resident, roles_of, text_regex
 from bot.core.models import Inbound
-from bot.domain import acks, areas, followups, relay
+from bot.domain import acks, areas, followups, relay, requests
 from bot.domain.acks import parse_reply
 
 router = Router("acks")
@@ -67,6 +67,8 @@ def _ack_reply(ctx: Ctx, msg: Inbound) -> bool | dict:
     live = bool(acks.live_alerts(ctx.app, ctx.resident["household_id"]))
     if not live and (parsed[0] == "help" or parsed[1]):
         return False
+    if not live and requests.clarification_open(ctx.app, f"{msg.channel}:{msg.user_id}"):
+        return False  # "好的" / "1" answers the requests router's "file this?" question
     return {"kind": parsed[0], "rest": parsed[1], "live": live}
 
 

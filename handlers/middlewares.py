@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 
 from bot.core.dispatcher import Ctx, Next
-from bot.transports.inbound.inbox import find_resident
 from bot.core.models import Inbound
+from bot.data import people
 
 log = logging.getLogger("linli.dispatcher")
 
@@ -27,5 +27,5 @@ async def attach_resident(ctx: Ctx, msg: Inbound, next: Next) -> None:
     """Make sure ctx.resident is the sender's register row. The callback route already looked it
     up when recording; messages dispatched some other way (tests, replays) are looked up here."""
     if ctx.resident is None:
-        ctx.resident = find_resident(ctx.app.store, msg.channel, msg.user_id)
+        ctx.resident = people.by_account(ctx.app.store, msg.channel, msg.user_id)
     await next(ctx, msg)

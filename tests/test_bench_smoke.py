@@ -25,3 +25,13 @@ def test_ceiling_records_every_message(tmp_path):
     conn.close()
     assert keys == {f"wecom:msg:{i}" for i in range(500, 552)}
     assert row == ("wecom", "text", "收到", "new")
+
+
+async def test_relay_bench_runs_on_a_small_register():
+    """`python -m bench relay` end to end on a small register: the world reads the generated
+    register file, Linli relays, and every resident on WeChat is reached."""
+    from bench import relay
+
+    r = await relay.run_relay(400)
+    assert r["reached"] == r["reachable"] > 300
+    assert r["households_reached"] > 0 and set(r["states"]) == {"sent"}

@@ -23,7 +23,7 @@ from sim_rig import staff
 from bot.domain import alerts
 from bot.domain.alerts import Draft
 from bot.web import auth
-from bot.world.sim import run_until
+from sim_rig import run_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")  # the module-scoped fixtures' loop
 browser, linli = browser_rig.browser, browser_rig.linli  # fixtures, found by name
@@ -176,4 +176,33 @@ async def test_login_is_rate_limited(browser, linli):
         await expect(page.locator("#login-error")).to_contain_text("不正确")
     await login(page, linli.base, "wangwu", "guess")
     await expect(page.locator("#login-error")).to_contain_text("10 分钟")
+    await context.close()
+
+
+async def test_error_pages_are_chinese_with_a_way_back(browser, linli, storm):
+    """A 404 and a 403 are the dashboard's own styled pages, in Chinese, with a link that works."""
+    lead = linli.store.q1(
+        "SELECT r.* FROM node_leads l JOIN residents r ON r.id=l.resident_id JOIN nodes n "
+        "ON n.id=l.node_id WHERE n.kind='building' AND l.rank=0 ORDER BY n.id DESC LIMIT 1")
+    auth.create_user(linli.store, "louzhang2", "lead-pw-2", resident_id=lead["id"])
+    context, page = await new_page(browser)
+    await login(page, linli.base, "louzhang2", "lead-pw-2")
+    await expect(page.locator("#whoami")).to_contain_text(lead["name"])
+    resp = await page.goto(f"{linli.base}/alerts/999999")
+    assert resp.status == 404
+    await expect(page.locator("#error-page h1")).to_have_text("没有找到")
+    await expect(page.locator("#error")).to_have_text("没有这条预警")
+    await expect(page.locator("header.top .brand")).to_be_visible()  # styled: the dashboard's frame
+    assert await page.locator("#error").evaluate("e => getComputedStyle(e).color") == "rgb(180, 35, 24)"
+    await shot(page, "error-404")
+    await page.click("#error-back")
+    await page.wait_for_url(f"{linli.base}/")
+    resp = await page.goto(f"{linli.base}/alerts/new")
+    assert resp.status == 403
+    await expect(page.locator("#error-page h1")).to_have_text("没有权限")
+    await expect(page.locator("#error")).to_contain_text("只有社区工作人员")
+    await shot(page, "error-403")
+    await page.click("#error-back")
+    await page.wait_for_url(f"{linli.base}/")
+    await expect(page.locator("#alerts")).to_be_visible()
     await context.close()

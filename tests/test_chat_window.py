@@ -39,8 +39,10 @@ def a_resident(rig) -> dict:
     that Linli messages them directly (a template notice with their household's ack link)."""
     row = next(r for uid, r in rig.world.people.person.items()
                if r["oa_openid"] == uid and r["roles"] == "resident")
-    rig.store.conn.execute("UPDATE chat_groups SET active=0 WHERE node_id=?", (row["building_id"],))
-    return row
+    # the world names the household by label; Linli's side of the same household, by its row
+    hh = rig.store.q1("SELECT * FROM households WHERE label=?", (row["label"],))
+    rig.store.conn.execute("UPDATE chat_groups SET active=0 WHERE node_id=?", (hh["building_id"],))
+    return dict(row, household_id=hh["id"])
 
 
 async def issue_warning(rig) -> int:
@@ -89,7 +91,7 @@ async def test_typed_reply_reaches_linli_and_both_sides_show(client, rig):
     assert rig.store.q1("SELECT * FROM acks WHERE alert_id=? AND household_id=?",
                         (alert_id, row["household_id"]))["channel"] == "oa"
     later = (await (await client.get("/chat/api/messages", params={**q, "after": first[0]["seq"]})).json())
-    assert [(m["own"], m["text"][:6]) for m in later["messages"]] == [(True, "1"), (False, "已确认收到，")]
+    assert [(m["own"], m["text"][:5]) for m in later["messages"]] == [(True, "1"), (False, "已确认收到")]
     assert rig.world.people.callbacks.posted[-1].status == 200  # signed, encrypted, accepted
 
 

@@ -49,7 +49,7 @@ async def test_killed_mid_broadcast_resumes_exactly(tmp_path):
     generate(reg, households=80, seed=4)  # no groups file: every building is reached directly
     s = settings_for(tmp_path, world=dict(resident_reply_probability=0.0, lead_forward_probability=0.0))
     import_register(Store(s.store.path), reg, now=time.time())
-    world = World(s, Store(s.store.path), clock=Clock())
+    world = World(s, reg, clock=Clock())
     url = await world.start()
     await world.connect("http://127.0.0.1:9")  # people stay silent; nobody calls back
     for path in ("/cgi-bin/message/template/send", "/cgi-bin/message/send"):

@@ -7,8 +7,7 @@ import pytest
 from bot.domain import alerts
 from bot.domain.acks import coverage
 from bot.domain.alerts import Draft
-from bot.world.sim import run_until
-from sim_rig import T0, close_sim, make_sim, staff
+from sim_rig import T0, close_sim, household_labels, make_sim, run_until, staff
 
 HOUR = 3600.0
 
@@ -24,9 +23,10 @@ async def sim(tmp_path):
     await close_sim(rig)
 
 
-def households_of(rig, users) -> set[int]:
+def households_of(rig, users) -> set[str]:
+    """The households (by label: the world knows no database ids) these accounts live in."""
     person = rig.world.people.person
-    return {person[u]["household_id"] for u in users if person[u]["household_id"] is not None}
+    return {person[u]["household"] for u in users if person[u]["household"] is not None}
 
 
 async def test_dalong_story_matches_ground_truth(sim):
@@ -35,22 +35,23 @@ async def test_dalong_story_matches_ground_truth(sim):
     alert_id = alerts.issue(app, Draft(type="雷雨大风", colour="yellow", issuer_id=issuer["id"]))
     alert = store.q1("SELECT * FROM alerts WHERE id=?", (alert_id,))
     await run_until(app, sim.world, T0 + 2 * HOUR + 60)
+    label = household_labels(store)
 
     # -- deliveries: households a message about the warning actually reached ---------------------
     texts = {d.id: d.text for d in world.deliveries}
     truth_reached = households_of(sim, {who for who, did in people.truth["received"]
                                         if "雷雨大风黄色预警" in texts[did]})
-    linli_reached = {r["household_id"] for r in store.q("SELECT household_id FROM deliveries WHERE alert_id=?",
-                                                        (alert_id,))}
-    assert linli_reached == truth_reached
+    linli_reached = {label[r["household_id"]] for r in store.q(
+        "SELECT household_id FROM deliveries WHERE alert_id=?", (alert_id,))}
+    assert linli_reached == truth_reached and truth_reached
 
     # -- acks: replies, proxy confirmations and visits --------------------------------------------
     truth_acked = households_of(sim, {who for who, _, _, _ in people.truth["replies"]})
     truth_acked |= {hh for _, hh, _ in people.truth["proxy"]}
     visited_rooms = {room for _, room, _ in people.truth["visits"]}
-    truth_acked |= {r["id"] for r in store.q("SELECT id, label FROM households") if r["label"] in visited_rooms}
-    linli_acked = {r["household_id"] for r in store.q("SELECT DISTINCT household_id FROM acks WHERE alert_id=?",
-                                                      (alert_id,))}
+    truth_acked |= visited_rooms  # a follow-up task names the household by its label
+    linli_acked = {label[r["household_id"]] for r in store.q(
+        "SELECT DISTINCT household_id FROM acks WHERE alert_id=?", (alert_id,))}
     assert linli_acked == truth_acked
     cov = coverage(store, alert_id)
     assert cov["acked"] == len(truth_acked) and cov["reached"] == len(truth_reached)
@@ -60,11 +61,12 @@ async def test_dalong_story_matches_ground_truth(sim):
     t_follow = T0 + 60 * sim.settings.escalation.followup_after_min["yellow"]
     acked_before = households_of(sim, {who for who, _, _, at in people.truth["replies"] if at <= t_follow})
     acked_before |= {hh for _, hh, at in people.truth["proxy"] if at <= t_follow}
-    vulnerable = store.q("SELECT r.id, r.household_id FROM residents r JOIN households h ON h.id=r.household_id "
-                         "WHERE r.active=1 AND r.vulnerable!=''")
-    truth_followups = {r["id"] for r in vulnerable if r["household_id"] not in acked_before}
-    linli_followups = {r["resident_id"] for r in store.q("SELECT resident_id FROM followups WHERE alert_id=?",
-                                                         (alert_id,))}
+    # the world's register says who is vulnerable, and where they live
+    truth_followups = {(p.name, p.household) for p in sim.world.register.people
+                       if p.vulnerable and p.household and p.household not in acked_before}
+    linli_followups = {(r["name"], label[r["household_id"]]) for r in store.q(
+        "SELECT r.name, f.household_id FROM followups f JOIN residents r ON r.id=f.resident_id WHERE f.alert_id=?",
+        (alert_id,))}
     assert linli_followups == truth_followups and truth_followups
     # each worker got exactly one direct message per task, with the room and phone
     for f in store.q("SELECT f.id, w.wecom_userid FROM followups f JOIN residents w ON w.id=f.worker_id "

@@ -63,10 +63,10 @@ class ChatLog:
         self._append(Entry(0, key, d.at, d.text, d.sender, d.via, d.url))
 
     def absorb_posts(self) -> None:
-        people = self.world.people
-        if people is None:  # the world is not connected to Linli yet: nobody has written
+        callbacks = self.world.people.callbacks
+        if callbacks is None:  # the world is not connected to Linli yet: nobody has written
             return
-        posted = people.callbacks.posted
+        posted = callbacks.posted
         for p in posted[self._posts_seen:]:
             if p.msg_id:  # events (subscribe, menu clicks) carry no text to show
                 self._append(Entry(0, f"dm:{p.user}", p.at, p.text, p.user, "typed", posted=p))
@@ -107,7 +107,7 @@ class ChatWindow:
 
     @property
     def people(self) -> dict:
-        return self.world.people.person if self.world.people else {}
+        return self.world.people.person
 
     def name_of(self, uid: str | None) -> str:
         s = self.world.state
@@ -209,7 +209,7 @@ def add_chat_routes(web_app: web.Application, world) -> None:
         if not text or len(text) > MAX_TEXT:
             raise web.HTTPBadRequest(text=f"text must be 1..{MAX_TEXT} characters")
         if chat == BOT_CHAT:
-            if world.people is None:
+            if world.people.callbacks is None:
                 raise web.HTTPServiceUnavailable(text="the world is not connected to Linli yet")
             channel = channel_of(uid, row)
             if channel == "oa":

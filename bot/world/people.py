@@ -11,6 +11,9 @@ reacting to what actually reaches them (WorldState deliveries) with seeded, repr
 - a social worker given a follow-up task visits and answers "已上门 <room> 平安".
 Each choice is drawn from Random(f"{seed}:{who}:{what}"), so it does not depend on the order
 in which things happen. `truth` records who received what and who said what.
+
+Everything the people know comes from the register file (bot/world/register_file.py) and from
+the messages that reach them; the world never looks into Linli's database.
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ import itertools
 import random
 import re
 from dataclasses import dataclass, field
+
+from bot.world.register_file import Person, RegisterFile
 
 ALERT_RE = re.compile(r"【(?P<community>[^】]+)】(?P<what>\S+?预警)")
 ASK_RE = re.compile(r"(?:请把下面这条预警转发到|请确认发送到)「(?P<group>[^」]+)」")
@@ -39,54 +44,43 @@ class Action:
 
 
 class People:
-    def __init__(self, world, store, settings, callbacks, *, clock):
-        self.world, self.store, self.cfg = world, store, settings.world
+    """The register's people on the platform. `callbacks` (how they write to Linli) arrives when
+    the world connects to Linli; until then they receive messages but cannot answer."""
+
+    def __init__(self, world, register: RegisterFile, settings, callbacks=None, *, clock):
+        self.world, self.register, self.cfg = world, register, settings.world
         self.seed = settings.world.seed
         self.callbacks, self.clock = callbacks, clock
         self.queue: list[Action] = []
         self._seq = itertools.count()
         self.decided: set[tuple[str, str]] = set()
+        # ground truth; households are named by their label (小区楼栋单元房号), as people say them
         self.truth: dict[str, list] = {"received": [], "replies": [], "forwards": [], "proxy": [],
                                        "visits": []}
-        self.person: dict[str, dict] = {}
+        self.person: dict[str, dict] = {}               # account -> register row (Person.as_row)
+        self.households: dict[str, list[Person]] = {}   # label -> everyone living there
         self.groups_by_name: dict[str, str] = {}
         world.subscribe(self.on_delivery)
 
     # -- the register becomes the world's users and groups ---------------------------------------
     def populate(self) -> None:
-        rows = self.store.q("SELECT r.*, h.label, h.building_id FROM residents r "
-                            "LEFT JOIN households h ON h.id = r.household_id WHERE r.active = 1")
-        by_building: dict[int, list[str]] = {}
-        for r in rows:
-            uid = r["wecom_userid"] or r["oa_openid"]
+        for p in self.register.people:
+            if p.household:
+                self.households.setdefault(p.household, []).append(p)
+            uid = p.uid
             if not uid:
-                continue
-            self.person[uid] = r
-            if r["wecom_userid"]:
-                self.world.register_user(uid, r["name"])
+                continue  # no WeChat: the platform does not know them; a neighbour or worker does
+            self.person[uid] = p.as_row()
+            if p.wecom_userid:
+                self.world.register_user(uid, p.name)
             else:
-                self.world.register_openid(uid, r["name"])
-            if r["building_id"]:
-                by_building.setdefault(r["building_id"], []).append(uid)
-        leads = {}
-        for r in self.store.q("SELECT l.node_id, r.wecom_userid FROM node_leads l JOIN residents r "
-                              "ON r.id = l.resident_id WHERE r.active = 1 AND r.wecom_userid IS NOT NULL"):
-            leads.setdefault(r["node_id"], []).append(r["wecom_userid"])
-        # who sits in which group: a building's group holds its residents on WeChat; a compound's
-        # group the building leads below it; a grid's group its grid leads; the community's, staff
-        below: dict[int, set[str]] = {}
-        for n in self.store.q("SELECT b.id AS building, b.parent_id AS compound FROM nodes b WHERE b.kind='building'"):
-            below.setdefault(n["compound"], set()).update(leads.get(n["building"], []))
-        staff = {r["wecom_userid"] for r in self.store.q(
-            "SELECT wecom_userid FROM residents WHERE active=1 AND roles LIKE '%staff%' AND wecom_userid IS NOT NULL")}
-        for g in self.store.q("SELECT g.*, n.kind AS node_kind, o.wecom_userid AS owner FROM chat_groups g "
-                              "JOIN nodes n ON n.id = g.node_id LEFT JOIN residents o ON o.id = g.owner_id "
-                              "WHERE g.active = 1"):
-            members = set(by_building.get(g["node_id"], [])) | set(leads.get(g["node_id"], []))
-            members |= below.get(g["node_id"], set()) | (staff if g["node_kind"] == "community" else set())
-            chat_id = g["chat_id"] or f"personal-{g['id']}"
-            self.world.add_group(chat_id, g["kind"], members, owner=g["owner"], name=g["name"])
-            self.groups_by_name[g["name"]] = chat_id
+                self.world.register_openid(uid, p.name)
+        for n, g in enumerate(self.register.groups, start=1):
+            # a personal WeChat group has no id any API could use; the world still needs a key
+            chat_id = g.chat_id or f"personal-{n}"
+            self.world.add_group(chat_id, g.kind, self.register.members_of(g), owner=self.register.owner_of(g),
+                                 name=g.name)
+            self.groups_by_name[g.name] = chat_id
 
     # -- reacting to what reaches people -----------------------------------------------------------
     def _rng(self, who: str, what: str) -> random.Random:
@@ -156,12 +150,14 @@ class People:
         return n
 
     async def _act(self, a: Action) -> None:
+        if self.callbacks is None:
+            raise RuntimeError("the world is not connected to Linli: people cannot write yet")
         who, person = a.who, self.person[a.who]
         channel = "wecom" if person.get("wecom_userid") == who else "oa"
         if channel == "oa":
             self.world.user_wrote(who)  # writing to the OA opens its 48 h reply window
         if a.kind == "reply":
-            self.truth["replies"].append((who, person["household_id"], a.data["text"], self.clock.now()))
+            self.truth["replies"].append((who, person["household"], a.data["text"], self.clock.now()))
             await self.callbacks.send_text(channel, who, a.data["text"])
         elif a.kind == "forward":
             chat_id = self.groups_by_name.get(a.data["group"])
@@ -181,12 +177,10 @@ class People:
             await self.callbacks.send_text(channel, who, f"已上门 {a.data['room']} 平安")
         elif a.kind == "proxy":
             for label in a.data["households"].split("、"):
-                hh = self.store.q1("SELECT id FROM households WHERE label=?", (label,))
-                no_phone = hh and not self.store.scalar(
-                    "SELECT COUNT(*) FROM residents WHERE household_id=? AND active=1 AND "
-                    "(oa_openid IS NOT NULL OR wecom_userid IS NOT NULL)", (hh["id"],))
+                living = self.households.get(label, [])
+                no_phone = living and not any(p.uid for p in living)
                 if no_phone and self._rng(who, f"proxy:{label}").random() < 0.5:
                     room = re.search(r"\d+栋(?:\d+单元)?\d{3,4}$", label)
                     if room:
-                        self.truth["proxy"].append((who, hh["id"], self.clock.now()))
+                        self.truth["proxy"].append((who, label, self.clock.now()))
                         await self.callbacks.send_text(channel, who, f"代确认 {room.group(0)}")
