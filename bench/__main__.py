@@ -12,6 +12,7 @@ import sys
 BENCHMARKS = {
     "callbacks": "inbound callbacks/s and p50/p99: Linli vs wechatpy+Flask vs in-process ceiling",
     "relay": "one alert to 100,000 residents through the local world (bench/relay.py)",
+    "idle": "worker CPU while idle with 0 / 100k / 1M rows of inbound history (bench/idle.py)",
     "acks": "a storm of acks on a 100k-household register: acks/s as acks pile up (bench/acks.py)",
 }
 

@@ -9,15 +9,29 @@ from pathlib import Path
 import pytest
 import xmltodict
 from aiohttp.test_utils import make_mocked_request
+from helpers_callbacks import (
+    NOW,
+    OA,
+    OTHER_KEY,
+    REQUESTS,
+    add_resident,
+    client_for,
+    envelope_request,
+    event_xml,
+    make_app,
+    make_settings,
+    oa_aes_request,
+    oa_plain_request,
+    path_of,
+    settings_for,
+    text_xml,
+    wecom_request,
+)
 from wechatpy.utils import WeChatSigner
 
 from bot.core import texts
 from bot.core.clock import FakeClock
 from bot.transports.inbound.routes import TooLarge, read_capped
-from helpers_callbacks import (NOW, OA, OTHER_KEY, add_resident, client_for,
-                                     envelope_request, event_xml, make_app, make_settings,
-                                     oa_aes_request, oa_plain_request, path_of, text_xml,
-                                     wecom_request, REQUESTS)
 
 DATA = Path(__file__).parent / "data"
 BOMB = (DATA / "billion_laughs.xml").read_text()
@@ -96,7 +110,7 @@ async def test_unconfigured_channel_is_404(tmp_path):
 
 @pytest.mark.parametrize("kind", ["wecom", "oa", "oa_plain"])
 async def test_text_round_trip_unknown_user_gets_register_reply(tmp_path, kind):
-    app = make_app(make_settings(tmp_path))
+    app = make_app(settings_for(tmp_path, kind))
     query, body = REQUESTS[kind](text_xml(user="stranger", content="楼道积水了", msg_id="777"))
     assert await post(app, kind, query, body) == (200, "success")
     channel = "wecom" if kind == "wecom" else "oa"
@@ -116,7 +130,7 @@ async def test_text_round_trip_unknown_user_gets_register_reply(tmp_path, kind):
 
 @pytest.mark.parametrize("kind", ["wecom", "oa", "oa_plain"])
 async def test_event_round_trip(tmp_path, kind):
-    app = make_app(make_settings(tmp_path))
+    app = make_app(settings_for(tmp_path, kind))
     query, body = REQUESTS[kind](event_xml(user="u1", event="CLICK", key="menu_help"))
     assert await post(app, kind, query, body) == (200, "success")
     channel = "wecom" if kind == "wecom" else "oa"
@@ -128,7 +142,7 @@ async def test_event_round_trip(tmp_path, kind):
 
 @pytest.mark.parametrize("kind", ["oa", "oa_plain"])
 async def test_oa_subscribe_gets_welcome(tmp_path, kind):
-    app = make_app(make_settings(tmp_path))
+    app = make_app(settings_for(tmp_path, kind))
     add_resident(app, name="李四", openid="o-li")
     query, body = REQUESTS[kind](event_xml(user="o-li", event="subscribe"))
     assert await post(app, kind, query, body) == (200, "success")
@@ -300,7 +314,7 @@ BAD = [
 
 @pytest.mark.parametrize("kind, request_, status", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 async def test_refused_input(tmp_path, kind, request_, status, caplog):
-    app = make_app(make_settings(tmp_path))
+    app = make_app(settings_for(tmp_path, kind))
     query, body = request_
     assert (await post(app, kind, query, body))[0] == status
     assert "unexpectedly" not in caplog.text  # refused for a known reason, not by the catch-all

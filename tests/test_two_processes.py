@@ -7,10 +7,11 @@ import subprocess
 import sys
 import time
 
-from bot.world.dalong import generate
-from bot.domain.register import import_register
-from bot.data.store import Store
 from test_crash_resume import ROOT, free_port, wait_for
+
+from bot.data.store import Store
+from bot.domain.register import import_register
+from bot.world.dalong import generate
 
 
 def linli(args, env, **kw):

@@ -2,8 +2,13 @@
 
 Every request carries signature = sha1(token, timestamp, nonce). Safe mode adds
 encrypt_type=aes and msg_signature = sha1(token, timestamp, nonce, Encrypt), which also covers
-the body, so in safe mode msg_signature is what we verify. Plain mode's signature does not cover
-the body; the freshness window is what limits replays there.
+the body, so in safe mode msg_signature is what we verify.
+
+Plain mode's signature does not cover the body: whoever saw one callback URL can post any
+message under it until the timestamp goes stale. So once an encoding_aes_key is configured
+(safe or compatible mode in the console: the platform then always sends encrypt_type=aes) a
+plain message is refused outright, and in plain-only deployments the route remembers each
+(timestamp, nonce) with a hash of its body and refuses a second body under the same pair.
 """
 from __future__ import annotations
 
@@ -15,8 +20,16 @@ from wechatpy.utils import check_signature
 
 from bot.core.config import OaSettings
 from bot.core.models import Inbound
-from bot.transports.inbound.base import (BadRequest, Forbidden, check_signed, check_timestamp, decrypt,
-                                 encrypted_part, parse_envelope, parse_plain)
+from bot.transports.inbound.base import (
+    BadRequest,
+    Forbidden,
+    check_signed,
+    check_timestamp,
+    decrypt,
+    encrypted_part,
+    parse_envelope,
+    parse_plain,
+)
 
 CHANNEL = "oa"
 
@@ -51,6 +64,11 @@ def parse_callback(s: OaSettings, query: Mapping[str, str], body: bytes,
     """POST: verify, decrypt if needed and normalise one message. Raises BadRequest / Forbidden."""
     check_timestamp(query, now, window_s)
     if query.get("encrypt_type", "raw").lower() != "aes":
+        if s.encoding_aes_key:
+            # the platform encrypts everything once a key is set; an unencrypted body here is
+            # someone replaying a signature they saw (it does not cover the body)
+            raise Forbidden("plain-mode message refused: safe mode is configured "
+                            "([oa] encoding_aes_key is set)")
         _check_plain_signature(s, query)  # before parsing: it doesn't depend on the body
         try:
             raw = body.decode("utf-8")

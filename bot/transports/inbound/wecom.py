@@ -12,8 +12,15 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 
 from bot.core.config import WecomSettings
 from bot.core.models import Inbound
-from bot.transports.inbound.base import (Forbidden, check_signed, check_timestamp, decrypt,
-                                 encrypted_part, parse_envelope, parse_plain)
+from bot.transports.inbound.base import (
+    Forbidden,
+    check_signed,
+    check_timestamp,
+    decrypt,
+    encrypted_part,
+    parse_envelope,
+    parse_plain,
+)
 
 CHANNEL = "wecom"
 
