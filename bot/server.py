@@ -121,7 +121,7 @@ async def serve_front(settings) -> int:
     # leave them to the worker so a front's answer never waits for one
     app.store.leave_checkpoints_to_others()
     # callbacks are recorded on a connection of their own that never blocks: it waits for the
-    # write lock in inbound.record_async (yielding to other requests), not in SQLite's busy
+    # write lock in inbox.Recorder (group commits, yielding to other requests), not in SQLite's busy
     # handler, which would put the whole event loop to sleep. Dashboard writes keep the normal
     # connection and its busy timeout.
     app.record_conn = app.store.record_connection()
