@@ -4,7 +4,7 @@ bot.domain.acks.acknowledge, the same act the ack link and the dashboard call.""
 from __future__ import annotations
 
 from bot.core.dispatcher import Ctx, Router
-from bot.core.filters import has_role, known_resident, roles_of, text_regex
+from bot.core.filters import command, has_role, known_resident, roles_of
 from bot.core.models import Inbound
 from bot.domain import acks, areas, followups, relay, requests
 from bot.domain.acks import parse_reply
@@ -20,7 +20,7 @@ def _was_asked(ctx: Ctx, msg: Inbound) -> bool:
         ctx.store, ctx.resident["id"])
 
 
-@router.text(text_regex(r"^(已转发|已转|转发了|已发|已发送|发了)[。!！]*$"), _was_asked)
+@router.text(command("commands.forwarded", r"^{words}[。!！]*$"), _was_asked)
 async def forwarded(ctx: Ctx, msg: Inbound) -> None:
     names = relay.lead_forwarded(ctx.app, ctx.resident)
     await ctx.reply("messages/alert_forward_thanks.j2", hops=names)
@@ -32,7 +32,7 @@ def _confirmable_buildings(ctx: Ctx) -> list[int]:
     return acks.all_buildings(ctx.store) if area is None else area
 
 
-@router.text(has_role("building_lead", "grid_lead", "staff"), text_regex(r"^代确认\s*(?P<room>.+)$"))
+@router.text(has_role("building_lead", "grid_lead", "staff"), command("commands.proxy_ack", r"^{words}\s*(?P<room>.+)$"))
 async def proxy_ack(ctx: Ctx, msg: Inbound) -> None:
     """A lead confirms for a neighbour without a phone: "代确认 3栋502"."""
     found = acks.find_household(ctx.store, ctx.match["room"], _confirmable_buildings(ctx))
@@ -47,7 +47,7 @@ async def proxy_ack(ctx: Ctx, msg: Inbound) -> None:
                     alerts=[a.alert for a in outcome.acked] if outcome else [])
 
 
-@router.text(has_role("social_worker", "staff", "grid_lead"), text_regex(r"^已(?:上门|联系|电话|走访)\s*(?P<rest>.*)$"))
+@router.text(has_role("social_worker", "staff", "grid_lead"), command("commands.visited", r"^{words}\s*(?P<rest>.*)$"))
 async def visited(ctx: Ctx, msg: Inbound) -> None:
     """A social worker closes a one-to-one follow-up: "已上门 502 平安" (logged like an ack)."""
     closed, request_id = followups.visit(ctx.app, ctx.resident, ctx.match["rest"], raw=msg.text,

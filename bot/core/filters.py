@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from bot.core import vocabulary
 from bot.core.dispatcher import Ctx, Filter
 from bot.core.models import Inbound
 
@@ -22,6 +23,23 @@ def text_regex(pattern: str | re.Pattern, flags: int = 0) -> Filter:
 
     def check(ctx: Ctx, msg: Inbound) -> bool | dict:
         m = rx.search(msg.text)
+        if m is None:
+            return False
+        return m.groupdict() or True
+    return check
+
+
+def command(words: str, pattern: str, flags: int = 0) -> Filter:
+    """A command whose verbs are a vocabulary list: `pattern` holds "{words}", which becomes the
+    alternation of `words` (e.g. "commands.forwarded"). Recompiled when the config adds words."""
+    cache: dict = {}
+
+    def check(ctx: Ctx, msg: Inbound) -> bool | dict:
+        version = vocabulary.version()
+        if cache.get("v") != version:
+            alternation = "|".join(re.escape(w) for w in sorted(vocabulary.words(words), key=len, reverse=True))
+            cache.update(v=version, rx=re.compile(pattern.replace("{words}", f"(?:{alternation})"), flags))
+        m = cache["rx"].search(msg.text)
         if m is None:
             return False
         return m.groupdict() or True

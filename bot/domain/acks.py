@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from bot.core import vocabulary
+
 from bot.data import acks as acks_db
 from bot.data import alerts as alerts_db
 from bot.data import org
@@ -24,16 +26,25 @@ from bot.domain.coverage import coverage, unacked_households  # noqa: F401  (re-
 from bot.domain.ports import Deps
 from bot.domain.status import is_live
 
-# what residents actually write: "收到", "1", "好的", "已阅", "收到，谢谢", a thumbs-up
-ACK_WORDS = ("收到", "好的", "已阅", "知道了", "明白", "ok", "okay", "好", "嗯", "1", "１", "👍", "[强]",
-             "平安", "已收到", "收到了")
-SAFE_WORDS = ("1", "１", "平安")  # a poll's first option
-HELP_PHRASES = ("需要帮助", "救命", "求助", "帮帮我", "快来人", "被困", "受伤")  # "2" is handled apart
 _PUNCT = " \t\r\n，,。.！!、~～;；:："
-_ACK_RE = re.compile(
-    r"^(?P<ack>" + "|".join(re.escape(w) for w in sorted(ACK_WORDS, key=len, reverse=True)) + r")"
-    r"(?P<tail>(?:[" + re.escape(_PUNCT) + r"]|谢谢|了|啦)*)(?P<rest>.*)$", re.S | re.I)
-THANKS = ("谢谢", "谢谢你", "谢谢社区", "辛苦了", "感谢", "多谢")
+_cache: tuple[int, dict] | None = None
+
+
+def _words() -> dict:
+    """The reply words (bot/core/vocabulary.toml [replies], extended by config) and the pattern
+    built from them, rebuilt when the config adds words."""
+    global _cache
+    if _cache is None or _cache[0] != vocabulary.version():
+        ack = vocabulary.words("replies.ack")
+        pattern = re.compile(
+            r"^(?P<ack>" + "|".join(re.escape(w) for w in sorted(ack, key=len, reverse=True)) + r")"
+            r"(?P<tail>(?:[" + re.escape(_PUNCT) + r"]|谢谢|了|啦)*)(?P<rest>.*)$", re.S | re.I)
+        _cache = (vocabulary.version(), {"ack": ack, "safe": vocabulary.words("replies.safe"),
+                                          "help": vocabulary.words("replies.help"),
+                                          "thanks": vocabulary.words("replies.thanks"), "re": pattern})
+    return _cache[1]
+
+
 DOORS = ("wecom", "oa", "link", "proxy", "visit", "dashboard")
 
 
@@ -46,17 +57,18 @@ def parse_reply(text: str) -> tuple[str, str] | None:
         return None
     if re.match(r"^[2２](?:$|[" + re.escape(_PUNCT) + "])", t):
         return "help", t[1:].strip(_PUNCT)
-    if any(w in t for w in HELP_PHRASES):
+    words = _words()
+    if any(w in t for w in words["help"]):
         return "help", t
-    m = _ACK_RE.match(t)
+    m = words["re"].match(t)
     if m is None:
         return None
     rest = m.group("rest").strip(_PUNCT)
-    if rest.strip(_PUNCT) in THANKS:
+    if rest.strip(_PUNCT) in words["thanks"]:
         rest = ""
     if m.group("ack") in ("好", "嗯", "1", "１") and rest and not m.group("tail"):
         return None  # "好多水" / "1栋漏水" are not acknowledgements
-    return ("safe" if m.group("ack") in SAFE_WORDS else "ok"), rest
+    return ("safe" if m.group("ack") in words["safe"] else "ok"), rest
 
 
 @dataclass
@@ -91,6 +103,8 @@ def _answer_for(alert: dict, kind: str) -> str:
 
 def _targets(deps: Deps, household_id: int, kind: str) -> list[dict]:
     live = alerts_db.live_for_household(deps.store, household_id, deps.clock.now())
+    real = [a for a in live if a.get("status", "actual") != "exercise"]
+    live = real or live  # a real warning during a drill takes the reply words
     if kind in ("safe", "help"):
         polls = [a for a in live if a["poll"]]
         if polls:

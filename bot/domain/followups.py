@@ -18,7 +18,7 @@ import json
 import logging
 import re
 
-from bot.core import texts
+from bot.core import texts, vocabulary
 from bot.data import followups as followups_db
 from bot.data import org
 from bot.data import people as people_db
@@ -30,11 +30,6 @@ log = logging.getLogger("linli.followups")
 
 LEVEL_WORKER, LEVEL_GRID, LEVEL_STAFF = 0, 1, 2
 OUTCOMES = {"safe": "平安", "help": "需要帮助", "not_home": "不在家", "moved": "已转移"}
-OUTCOME_WORDS = {
-    "not_home": ("不在家", "没人在家", "家里没人", "敲门没人", "没人开门", "没人应", "联系不上", "电话没人接"),
-    "moved": ("已转移", "转移了", "已安置", "已撤离", "搬到", "住到", "去了亲戚家", "去亲戚家"),
-    "safe": ("平安", "安全", "无事", "没事", "一切正常", "正常", "都好"),
-}
 DEFAULT_FIRST_COLOURS = ("orange", "red")
 DEFAULT_DEADLINE_MIN = {"red": 60, "orange": 120, "yellow": 240, "blue": 480}
 DEFAULT_RETRY_MIN = 30
@@ -186,7 +181,7 @@ def outcome_of(note: str) -> str:
     if parsed and parsed[0] == "help":
         return "help"
     for outcome in ("not_home", "moved", "safe"):
-        if any(w in note for w in OUTCOME_WORDS[outcome]):
+        if any(w in note for w in vocabulary.words(f"visits.{outcome}")):
             return outcome
     return "safe" if not note else "noted"
 
