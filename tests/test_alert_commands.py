@@ -4,10 +4,11 @@ import json
 
 import aiohttp
 import pytest
+from chat_rig import member, say  # noqa: F401
+from sim_rig import close_sim, make_sim, staff
 
 from bot.domain import escalation
 from bot.domain.acks import coverage
-from sim_rig import close_sim, make_sim, staff
 
 
 @pytest.fixture
@@ -17,14 +18,6 @@ async def sim(tmp_path):
     await close_sim(rig)
 
 
-async def say(sim, who: dict, text: str) -> str:
-    """Send `text` as `who` through the callback protocol; return the bot's reply text."""
-    channel, uid = ("wecom", who["wecom_userid"]) if who.get("wecom_userid") else ("oa", who["oa_openid"])
-    before = sim.store.scalar("SELECT COALESCE(MAX(id), 0) FROM sends WHERE purpose='reply'")
-    await sim.world.people.callbacks.send_text(channel, uid, text)
-    await sim.app.settle()
-    rows = sim.store.q("SELECT payload FROM sends WHERE purpose='reply' AND id>? AND target=?", (before, uid))
-    return "\n".join(json.loads(r["payload"])["text"] for r in rows)
 
 
 def resident(store, n=0):

@@ -8,13 +8,14 @@ import json
 
 import aiohttp
 import pytest
+from chat_rig import member, say  # noqa: F401
+from sim_rig import close_sim, make_sim, staff
 
 from bot.data import acks as acks_db
 from bot.domain import alerts
 from bot.domain.alerts import Draft
 from bot.domain.relay import ack_link
 from bot.domain.wording import reply_channels
-from sim_rig import close_sim, make_sim, staff
 
 
 @pytest.fixture
@@ -24,13 +25,6 @@ async def sim(tmp_path):
     await close_sim(rig)
 
 
-async def say(sim, who: dict, text: str) -> str:
-    channel, uid = ("wecom", who["wecom_userid"]) if who.get("wecom_userid") else ("oa", who["oa_openid"])
-    before = sim.store.scalar("SELECT COALESCE(MAX(id), 0) FROM sends WHERE purpose='reply'")
-    await sim.world.people.callbacks.send_text(channel, uid, text)
-    await sim.app.settle()
-    rows = sim.store.q("SELECT payload FROM sends WHERE purpose='reply' AND id>? AND target=?", (before, uid))
-    return "\n".join(json.loads(r["payload"])["text"] for r in rows)
 
 
 async def link(sim, alert_id: int, household_id: int, answer: str | None = None) -> tuple[int, str]:
@@ -46,10 +40,6 @@ async def link(sim, alert_id: int, household_id: int, answer: str | None = None)
     return resp.status, body
 
 
-def member(store, n=0):
-    """A resident on WeChat with a household (OA: the door residents use)."""
-    return store.q("SELECT * FROM residents WHERE oa_openid IS NOT NULL AND household_id IS NOT NULL "
-                   "AND active=1 ORDER BY id LIMIT 1 OFFSET ?", (n,))[0]
 
 
 def issue(sim, colour="red", type_="暴雨", **kw) -> int:

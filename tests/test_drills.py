@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from chat_rig import member, say  # noqa: F401
+from sim_rig import close_sim, make_sim, staff
 
 from bot.data import acks as acks_db
 from bot.domain import alerts
 from bot.domain.alerts import Draft
 from bot.domain.coverage import coverage
-from sim_rig import close_sim, make_sim, staff
 
 
 @pytest.fixture
@@ -20,18 +21,8 @@ async def sim(tmp_path):
     await close_sim(rig)
 
 
-async def say(sim, who, text):
-    channel, uid = ("wecom", who["wecom_userid"]) if who.get("wecom_userid") else ("oa", who["oa_openid"])
-    before = sim.store.scalar("SELECT COALESCE(MAX(id), 0) FROM sends WHERE purpose='reply'")
-    await sim.world.people.callbacks.send_text(channel, uid, text)
-    await sim.app.settle()
-    rows = sim.store.q("SELECT payload FROM sends WHERE purpose='reply' AND id>? AND target=?", (before, uid))
-    return "\n".join(json.loads(r["payload"])["text"] for r in rows)
 
 
-def member(store, n=0):
-    return store.q("SELECT * FROM residents WHERE oa_openid IS NOT NULL AND household_id IS NOT NULL "
-                   "AND active=1 ORDER BY id LIMIT 1 OFFSET ?", (n,))[0]
 
 
 async def test_a_drill_from_chat_is_marked_in_every_message(sim):

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from chat_rig import member, say  # noqa: F401
+from sim_rig import close_sim, make_sim, staff
 
 from bot.data import followups as followups_db
 from bot.domain import alerts, escalation, followups
 from bot.domain.alerts import Draft
-from sim_rig import close_sim, make_sim, staff
 
 
 @pytest.fixture
@@ -31,13 +32,6 @@ def texts_to(store, target):
         "SELECT payload FROM sends WHERE target=? AND purpose='followup' ORDER BY id", (target,))]
 
 
-async def say(sim, who, text):
-    channel, uid = ("wecom", who["wecom_userid"]) if who.get("wecom_userid") else ("oa", who["oa_openid"])
-    before = sim.store.scalar("SELECT COALESCE(MAX(id), 0) FROM sends WHERE purpose='reply'")
-    await sim.world.people.callbacks.send_text(channel, uid, text)
-    await sim.app.settle()
-    rows = sim.store.q("SELECT payload FROM sends WHERE purpose='reply' AND id>? AND target=?", (before, uid))
-    return "\n".join(json.loads(r["payload"])["text"] for r in rows)
 
 
 async def test_red_gives_every_vulnerable_resident_a_task_at_time_zero_even_if_they_answered(sim):

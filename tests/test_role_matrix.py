@@ -2,13 +2,12 @@
 or rooms outside the sender's area (a grid lead's "汇总" covers their grid only, as the dashboard)."""
 from __future__ import annotations
 
-import json
-
 import pytest
+from chat_rig import member, say  # noqa: F401
+from sim_rig import close_sim, make_sim, staff
 
 from bot.domain import alerts, escalation
 from bot.domain.alerts import Draft
-from sim_rig import close_sim, make_sim, staff
 
 
 @pytest.fixture
@@ -18,13 +17,6 @@ async def sim(tmp_path):
     await close_sim(rig)
 
 
-async def say(sim, who: dict, text: str) -> str:
-    channel, uid = ("wecom", who["wecom_userid"]) if who.get("wecom_userid") else ("oa", who["oa_openid"])
-    before = sim.store.scalar("SELECT COALESCE(MAX(id), 0) FROM sends WHERE purpose='reply'")
-    await sim.world.people.callbacks.send_text(channel, uid, text)
-    await sim.app.settle()
-    rows = sim.store.q("SELECT payload FROM sends WHERE purpose='reply' AND id>? AND target=?", (before, uid))
-    return "\n".join(json.loads(r["payload"])["text"] for r in rows)
 
 
 def people(store) -> dict[str, dict]:
