@@ -19,7 +19,7 @@ from bot.core.scheduler import Scheduler
 from bot.data.store import Store
 from bot.domain import escalation, feed, relay
 from bot.domain.timers import Timers
-from bot.transports.inbound import inbox
+from bot.transports.inbound import cap, inbox
 from bot.transports.inbound.routes import add_callback_routes
 from bot.transports.outbound.outbox import Outbox
 from bot.transports.outbound.reach import PlatformReach
@@ -127,7 +127,7 @@ class App:
         wa[APP_KEY] = self
         add_callback_routes(wa, self)
         add_ack_routes(wa, self)
-        add_dashboard_routes(wa, self)
+        add_dashboard_routes(wa, self, cap_receive=cap.receive)
 
         async def on_startup(_):
             await self.start()

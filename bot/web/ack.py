@@ -29,7 +29,7 @@ def add_ack_routes(web_app: web.Application, deps) -> None:
             return _html(texts.render("web/ack.html", state="invalid"), status=404)
         common = dict(household=household["label"], poll=bool(alert["poll"]), token=token,
                       title=f"{alert['type']}预警")
-        status, refused, outcome = 200, None, None
+        refused, outcome = None, None
         if request.method == "POST":
             form = await request.post()
             kind = KINDS.get(str(form.get("answer", "")), "ok")

@@ -13,8 +13,10 @@ import math
 from aiohttp import web
 
 from bot.core import texts
-from bot.domain.acks import coverage
 from bot.core.clock import hhmm
+from bot.data import alerts as alert_rows
+from bot.data import dashboard as queries
+from bot.domain.coverage import coverage
 
 UNACKED_SHOWN = 300  # the page lists this many; the delivery report has them all
 _SUMS = ("households", "reached", "acked", "help")
@@ -22,17 +24,17 @@ _SUMS = ("households", "reached", "acked", "help")
 
 def load_alert(store, alert_id: int, scope) -> dict:
     """The alert row, if it exists and touches the viewer's area (404 / 403 otherwise)."""
-    alert = store.q1("SELECT * FROM alerts WHERE id=?", (alert_id,))
+    alert = alert_rows.get(store, alert_id)
     if alert is None:
-        raise web.HTTPNotFound(text="no such alert")
-    if scope is not None and not (set(scope) & set(alert_buildings(store, alert_id))):
-        raise web.HTTPForbidden(text="outside your area")
+        raise web.HTTPNotFound(text="no_alert")
+    if not visible(store, alert_id, scope):
+        raise web.HTTPForbidden(text="outside_area")
     return alert
 
 
-def alert_buildings(store, alert_id: int) -> list[int]:
-    return [r["building_id"] for r in store.q(
-        "SELECT building_id FROM alert_scope WHERE alert_id=?", (alert_id,))]
+def visible(store, alert_id: int, scope) -> bool:
+    """Whether the alert touches the viewer's area (staff: always)."""
+    return scope is None or bool(set(scope) & set(alert_rows.scope_buildings(store, alert_id)))
 
 
 def prune(nodes: list[dict], scope) -> list[dict]:
@@ -60,19 +62,29 @@ def shade(pct: float) -> int:
     return max(0, min(10, int(pct // 10)))
 
 
-def _in(scope, column: str) -> tuple[str, list]:
-    if scope is None:
-        return "", []
-    ids = sorted(scope)
-    return f" AND {column} IN ({','.join('?' * len(ids)) or 'NULL'})", ids
-
-
 def first_acks(store, alert: dict, scope) -> list[float]:
     """Seconds from issue to each household's first ack, in order."""
-    # ack_firsts is kept by a trigger: no GROUP BY over every ack on each live refresh
-    cond, params = _in(scope, "building_id")
-    return [r[0] - alert["created_at"] for r in store.conn.execute(
-        f"SELECT at FROM ack_firsts WHERE alert_id=?{cond} ORDER BY at", (alert["id"], *params))]
+    return [at - alert["created_at"] for at in queries.first_ack_times(store, alert["id"], scope)]
+
+
+def full_node_ids(tree: list[dict]) -> set[int]:
+    """Ids of the nodes of a pruned tree that lie entirely inside the viewer's area."""
+    out = set()
+    for n in tree:
+        if n["full"]:
+            out.add(n["id"])
+        out |= full_node_ids(n["children"])
+    return out
+
+
+def visible_hops(hops: list[dict], tree: list[dict], scope) -> list[dict]:
+    """The hops a viewer may see: all for staff; for a lead only the hops of nodes wholly in
+    their area (a grid's hop reaches buildings the building lead does not lead). The page and
+    the JSON API both use this, so they cannot disagree."""
+    if scope is None:
+        return hops
+    full = full_node_ids(tree)
+    return [h for h in hops if h["node_id"] in full]
 
 
 def curve_svg(firsts: list[float], total: int, elapsed: float, width: int = 640,
@@ -115,38 +127,18 @@ def snapshot(app, alert: dict, scope) -> dict:
     acked = sum(n["acked"] for n in tree)
     firsts = first_acks(store, alert, scope)
     elapsed = min(app.clock.now(), alert["expires_at"]) - alert["created_at"]
-    full_nodes = set()
 
     def walk(nodes):
         for n in nodes:
             n["shade"] = shade(n["pct"])
-            if n["full"]:
-                full_nodes.add(n["id"])
             walk(n["children"])
     walk(tree)
     hops = [dict(h, done=hhmm(h["done_at"], tz), deadline=hhmm(h["deadline_at"], tz),
-                 created=hhmm(h["created_at"], tz)) for h in store.q(
-        "SELECT h.*, n.name AS node, n.kind AS node_kind, n.path, g.name AS grp, g.kind AS gkind, "
-        "l.name AS lead, d.name AS done_by_name FROM hops h JOIN nodes n ON n.id=h.node_id "
-        "LEFT JOIN chat_groups g ON g.id=h.group_id LEFT JOIN residents l ON l.id=h.lead_id "
-        "LEFT JOIN residents d ON d.id=h.done_by WHERE h.alert_id=? ORDER BY n.path, h.id",
-        (alert["id"],)) if scope is None or h["node_id"] in full_nodes]
-    cond, params = _in(scope, "h.building_id")
-    unacked = store.q(
-        "SELECT h.id, h.unit, h.room, b.id AS building_id, COALESCE(c.name, '') || b.name AS building, "
-        "EXISTS (SELECT 1 FROM deliveries d WHERE d.alert_id=s.alert_id AND d.household_id=h.id) AS reached, "
-        "(SELECT GROUP_CONCAT(r.vulnerable, '、') FROM residents r WHERE r.household_id=h.id "
-        "AND r.active=1 AND r.vulnerable!='') AS vulnerable "
-        "FROM alert_scope s JOIN households h ON h.building_id=s.building_id AND h.active=1 "
-        "JOIN nodes b ON b.id=h.building_id LEFT JOIN nodes c ON c.id=b.parent_id "
-        "WHERE s.alert_id=? AND NOT EXISTS (SELECT 1 FROM acks a WHERE a.alert_id=s.alert_id "
-        f"AND a.household_id=h.id){cond} ORDER BY c.name, b.id, h.id", (alert["id"], *params))
+                 created=hhmm(h["created_at"], tz))
+            for h in visible_hops(queries.hops(store, alert["id"]), tree, scope)]
+    unacked = queries.unacked(store, alert["id"], scope)
     followups = [dict(f, created=hhmm(f["created_at"], tz), closed=hhmm(f["closed_at"], tz))
-                 for f in store.q(
-        "SELECT f.*, r.name, r.vulnerable, h.label AS room, w.name AS worker FROM followups f "
-        "JOIN residents r ON r.id=f.resident_id JOIN households h ON h.id=f.household_id "
-        f"LEFT JOIN residents w ON w.id=f.worker_id WHERE f.alert_id=?{cond} "
-        "ORDER BY f.state DESC, f.id", (alert["id"], *params))]
+                 for f in queries.followups(store, alert["id"], scope)]
     return {"alert_id": alert["id"], "households": total, "acked": acked,
             "reached": sum(n["reached"] for n in tree),
             "pct": round(100.0 * acked / total, 1) if total else 0.0,
@@ -166,16 +158,7 @@ def _by_building(rows: list[dict]) -> list[dict]:
 
 def fingerprint(store, alert_id: int) -> tuple:
     """Cheap summary that changes whenever anything on the alert page would."""
-    return tuple(store.conn.execute(
-        """SELECT (SELECT COALESCE(MAX(id), 0) FROM acks WHERE alert_id=:a),
-                  (SELECT COUNT(*) FROM deliveries WHERE alert_id=:a),
-                  (SELECT COUNT(*) || ':' || COALESCE(SUM(escalation_level), 0) || ':' ||
-                          COALESCE(MAX(done_at), 0) || ':' || COALESCE(GROUP_CONCAT(state), '')
-                   FROM (SELECT state, escalation_level, done_at FROM hops
-                         WHERE alert_id=:a ORDER BY id)),
-                  (SELECT COUNT(*) || ':' || COALESCE(SUM(state='closed'), 0) FROM followups
-                   WHERE alert_id=:a),
-                  (SELECT state FROM alerts WHERE id=:a)""", {"a": alert_id}).fetchone())
+    return queries.fingerprint(store, alert_id)
 
 
 def live_html(snap: dict) -> dict:

@@ -6,9 +6,12 @@ same rule as in chat, bot.domain.requests.access.scope). An unlinked account (th
 is community staff.
 
 Passwords: scrypt with a per-user salt, compared in constant time. Sessions: a random token in
-an HttpOnly, SameSite=Strict cookie; only its SHA-256 is stored, so a copy of the database does
-not hand out live sessions. Each session has its own CSRF token, required on every POST (form
-field `csrf` or header X-CSRF-Token). Expiry and the rate-limit window use the injected app.clock.
+an HttpOnly, SameSite=Strict cookie, also `Secure` whenever the dashboard is served over HTTPS
+(see served_over_https); only its SHA-256 is stored, so a copy of the database does not hand out
+live sessions. Each session has its own CSRF token, required on every POST (form field `csrf` or
+header X-CSRF-Token). Login rate limit: MAX_FAILURES failures per username and address within
+FAILURE_WINDOW_S, each attempt counted before its password is checked. Expiry and the rate-limit
+window use the injected app.clock. SQL is in bot/data/accounts.py.
 """
 from __future__ import annotations
 
@@ -18,11 +21,13 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from aiohttp import web
 
-from bot.domain.requests import access as request_access
 from bot.core import texts
+from bot.data import accounts, people
+from bot.domain.requests import access as request_access
 
 COOKIE = "linli_session"
 LOGIN_COOKIE = "linli_login_csrf"  # double-submit token for the login form (no session yet)
@@ -61,24 +66,15 @@ def create_user(store, username: str, password: str, resident_id: int | None = N
     username = username.strip()
     if not username or not password:
         raise ValueError("username and password are required")
-    if resident_id is not None and store.q1("SELECT id FROM residents WHERE id=?",
-                                            (resident_id,)) is None:
+    if resident_id is not None and people.get(store, resident_id) is None:
         raise ValueError(f"no resident with id {resident_id}")
-    with store.transaction() as conn:
-        conn.execute(
-            "INSERT INTO web_users (username, resident_id, password_hash) VALUES (?,?,?) "
-            "ON CONFLICT(username) DO UPDATE SET password_hash=excluded.password_hash, "
-            "resident_id=excluded.resident_id, active=1",
-            (username, resident_id, hash_password(password)))
-        # a changed password ends the account's open sessions
-        uid = store.scalar("SELECT id FROM web_users WHERE username=?", (username,))
-        conn.execute("DELETE FROM web_sessions WHERE user_id=?", (uid,))
-    return uid
+    # a changed password ends the account's open sessions (accounts.save_user does both)
+    return accounts.save_user(store, username, resident_id, hash_password(password))
 
 
 def ensure_admin(store, password: str) -> None:
     """The `[dashboard] password` account: created at start-up, re-hashed only if it changed."""
-    row = store.q1("SELECT * FROM web_users WHERE username='admin'")
+    row = accounts.user_by_name(store, "admin", active_only=False)
     if row is None or row["resident_id"] is not None or not verify_password(password, row["password_hash"]):
         create_user(store, "admin", password)
 
@@ -106,7 +102,7 @@ def person_for(store, user_row: dict) -> dict | None:
         # not a register entry: a staff actor whose name the residents' messages can show
         return {"id": None, "name": _labels().STAFF_NAME, "roles": "staff", "household_id": None,
                 "wecom_userid": None, "oa_openid": None}
-    return store.q1("SELECT * FROM residents WHERE id=? AND active=1", (user_row["resident_id"],))
+    return people.active(store, user_row["resident_id"])
 
 
 def scope_of(store, person: dict) -> frozenset | None:
@@ -124,9 +120,7 @@ def current_user(request: web.Request, app) -> WebUser | None:
     token = request.cookies.get(COOKIE)
     user = None
     if token:
-        row = app.store.q1(
-            "SELECT s.csrf, u.* FROM web_sessions s JOIN web_users u ON u.id=s.user_id "
-            "WHERE s.token=? AND s.expires_at>? AND u.active=1", (_digest(token), app.clock.now()))
+        row = accounts.session_user(app.store, _digest(token), app.clock.now())
         person = person_for(app.store, row) if row else None
         if person is not None:
             user = WebUser(row["id"], row["username"], person, scope_of(app.store, person), row["csrf"])
@@ -140,8 +134,10 @@ async def check_csrf(request: web.Request, expected: str) -> None:
     if sent is None and request.content_type in ("application/x-www-form-urlencoded",
                                                  "multipart/form-data"):
         sent = (await request.post()).get("csrf")
-    if not sent or not hmac.compare_digest(str(sent), expected):
-        raise web.HTTPForbidden(text="CSRF token missing or wrong")
+    # bytes, not str: compare_digest refuses non-ASCII text (a stray byte would be a 500)
+    if not sent or not hmac.compare_digest(str(sent).encode("utf-8", "surrogateescape"),
+                                           expected.encode()):
+        raise web.HTTPForbidden(text="csrf")
 
 
 async def require(request: web.Request, app, *, api: bool = False, staff: bool = False) -> WebUser:
@@ -149,52 +145,78 @@ async def require(request: web.Request, app, *, api: bool = False, staff: bool =
     user = current_user(request, app)
     if user is None:
         if api or request.method != "GET":
-            raise web.HTTPUnauthorized(text="login required")
-        raise web.HTTPFound(f"/login?next={request.rel_url.path_qs}")
+            raise web.HTTPUnauthorized(text="login_required")
+        # the raw (percent-encoded) path, itself encoded as one query value: a `&` or `?` in the
+        # page's own query string must not leak into the login URL's
+        raise web.HTTPFound("/login?" + urlencode({"next": request.rel_url.raw_path_qs}, safe="/"))
     if request.method == "POST":
         await check_csrf(request, user.csrf)
     if staff and not user.is_staff:
-        raise web.HTTPForbidden(text="staff only")
+        raise web.HTTPForbidden(text="staff_only")
     return user
 
 
 # -- logging in and out ------------------------------------------------------------------------
 def recent_failures(store, who: str, now: float) -> int:
-    return store.scalar("SELECT COUNT(*) FROM login_attempts WHERE who=? AND ok=0 AND at>?",
-                        (who, now - FAILURE_WINDOW_S))
+    return accounts.recent_failures(store, who, now - FAILURE_WINDOW_S)
 
 
 async def login(app, username: str, password: str, ip: str) -> tuple[str, str | None]:
-    """('ok', session token) | ('limited', None) | ('bad', None). Records the attempt."""
+    """('ok', session token) | ('limited', None) | ('bad', None). Records the attempt.
+
+    The attempt is counted as a failure *before* scrypt runs (and marked ok after): the check
+    awaits the executor, so counting afterwards let any number of parallel guesses through the
+    limit while the first five were still being hashed."""
     store, now = app.store, app.clock.now()
     who = f"{username.strip().lower()}|{ip}"
-    if recent_failures(store, who, now) >= MAX_FAILURES:
+    attempt = accounts.claim_attempt(store, who, now, window_s=FAILURE_WINDOW_S,
+                                     max_failures=MAX_FAILURES)
+    if attempt is None:
         return "limited", None
-    row = store.q1("SELECT * FROM web_users WHERE username=? AND active=1", (username.strip(),))
+    row = accounts.user_by_name(store, username.strip())
     # scrypt takes ~50 ms: keep it off the event loop that also answers WeChat callbacks
     ok = await asyncio.get_running_loop().run_in_executor(
         None, verify_password, password, row["password_hash"] if row else _DUMMY_HASH)
     person = person_for(store, row) if ok and row else None
     # a resident account that leads nothing would see an empty dashboard: refuse it plainly
-    ok = person is not None and (scope_of(store, person) is None or bool(scope_of(store, person)))
-    with store.transaction() as conn:
-        conn.execute("INSERT INTO login_attempts (who, at, ok) VALUES (?,?,?)", (who, now, int(ok)))
-        if not ok:
-            return "bad", None
-        token = secrets.token_urlsafe(32)
-        conn.execute("DELETE FROM web_sessions WHERE expires_at<=?", (now,))
-        conn.execute("INSERT INTO web_sessions (token, user_id, csrf, expires_at) VALUES (?,?,?,?)",
-                     (_digest(token), row["id"], secrets.token_urlsafe(32),
-                      now + app.settings.dashboard.session_hours * 3600))
-        store.log(now, "web.login", "web_user", row["id"], person["id"], ip=ip)
+    if person is None or (scope_of(store, person) is not None and not scope_of(store, person)):
+        return "bad", None
+    accounts.attempt_succeeded(store, attempt)
+    token = secrets.token_urlsafe(32)
+    accounts.open_session(store, _digest(token), row["id"], secrets.token_urlsafe(32),
+                          now + app.settings.dashboard.session_hours * 3600, now)
+    store.log(now, "web.login", "web_user", row["id"], person["id"], ip=ip)
     return "ok", token
 
 
 def logout(app, request: web.Request) -> None:
     token = request.cookies.get(COOKIE)
     if token:
-        app.store.conn.execute("DELETE FROM web_sessions WHERE token=?", (_digest(token),))
+        accounts.close_session(app.store, _digest(token))
 
 
-def set_session_cookie(resp: web.StreamResponse, token: str, max_age: int) -> None:
-    resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/", max_age=max_age)
+# -- cookies ---------------------------------------------------------------------------------------
+# A reverse proxy on the same host (nginx in front of `linli serve`) ends TLS and says so in
+# X-Forwarded-Proto. Only a loopback peer is believed: anyone else could send the header.
+TRUSTED_PROXIES = ("127.0.0.1", "::1")
+
+
+def served_over_https(request: web.Request, app) -> bool:
+    """Whether the browser reached us over HTTPS, so cookies must be `Secure`.
+
+    True when the deployment says so (`[server] public_url` is https: residents' links and the
+    dashboard are then published at an https address, whatever the last hop to Linli is), when
+    the connection itself is TLS, or when a trusted (loopback) proxy forwarded an https request.
+    A plain-http setup (the demo, tests, a LAN-only office) keeps cookies without `Secure`, or
+    the browser would never send them back."""
+    if app.settings.server.public_url.lower().startswith("https://"):
+        return True
+    if request.secure:
+        return True
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return forwarded == "https" and request.remote in TRUSTED_PROXIES
+
+
+def set_session_cookie(resp: web.StreamResponse, token: str, max_age: int, *, secure: bool = False) -> None:
+    resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/", max_age=max_age,
+                    secure=secure)

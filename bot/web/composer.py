@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from bot.data import dashboard as queries
+from bot.data import org
 from bot.domain import alerts
-from bot.domain import escalation
 from bot.domain.alerts import AlertError, Draft
 from bot.web import auth
-from bot.web.dashboard import _app, render
+from bot.web.render import app_of, labels, render
 
 # a marker no template text contains: where it lands in the rendering is where `text` goes
 _MARK = "\x00LINLI-TEXT\x00"
@@ -28,10 +29,11 @@ def default_text(store, type_: str, colour: str) -> str:
 
 
 def scope_tree(store) -> list[dict]:
-    nodes = store.q("SELECT id, kind, name, parent_id, path FROM nodes ORDER BY path")
-    counts = {r["building_id"]: r["n"] for r in store.q(
-        "SELECT building_id, COUNT(*) AS n FROM households WHERE active=1 GROUP BY building_id")}
-    by_id = {n["id"]: dict(n, households=0, depth=n["path"].count("/")) for n in nodes}
+    """Every node in path order with its depth and active households (for the scope picker)."""
+    nodes = sorted(org.nodes(store), key=lambda n: n["path"])
+    counts = queries.household_counts(store)
+    by_id = {n["id"]: {**{k: n[k] for k in ("id", "kind", "name", "parent_id", "path")},
+                       "households": 0, "depth": n["path"].count("/")} for n in nodes}
     for bid, n in counts.items():
         node = by_id.get(bid)
         while node is not None:
@@ -49,7 +51,7 @@ def _draft_from(posted, user) -> tuple[Draft, list[int]]:
 
 async def form(request: web.Request, *, draft: Draft | None = None, error: str = "",
                    status: int = 200) -> web.Response:
-    app = _app(request)
+    app = app_of(request)
     user = await auth.require(request, app, staff=True)
     draft = draft or Draft(type=alerts.TYPES[0], colour="yellow")
     text = draft.text or default_text(app.store, draft.type, draft.colour)
@@ -59,17 +61,19 @@ async def form(request: web.Request, *, draft: Draft | None = None, error: str =
 
 
 async def template_text(request: web.Request) -> web.Response:
-    app = _app(request)
+    app = app_of(request)
     await auth.require(request, app, staff=True)
     type_, colour = request.query.get("type", ""), request.query.get("colour", "")
     if type_ not in alerts.TYPES or colour not in alerts.COLOURS:
-        raise web.HTTPBadRequest(text="unknown type or colour")
+        # compose.js fetches this: answer in JSON like the API does
+        code = "unknown_type" if type_ not in alerts.TYPES else "unknown_colour"
+        return web.json_response({"error": code, "message": labels().ERRORS[code]}, status=400)
     return web.json_response({"text": default_text(app.store, type_, colour)})
 
 
 async def submit(request: web.Request) -> web.Response:
     """step=preview shows the message and the reach; step=confirm issues it."""
-    app = _app(request)
+    app = app_of(request)
     user = await auth.require(request, app, staff=True)
     posted = await request.post()
     draft, scope = _draft_from(posted, user)
@@ -83,15 +87,13 @@ async def submit(request: web.Request) -> web.Response:
         return await form(request, draft=draft)
     if posted.get("step") != "confirm":
         shown = alerts.preview(app.store, draft)
-        names = [n["path"] for n in app.store.q(
-            f"SELECT path FROM nodes WHERE id IN ({','.join('?' * len(scope))}) ORDER BY path", scope)]
+        names = sorted(n["path"] for n in (org.node(app.store, i) for i in scope) if n is not None)
         return render(request, user, "preview.html", draft=draft, scope=scope, names=names,
                       buildings=shown["buildings"], households=shown["households"], message=shown["text"])
     try:
         alert_id = alerts.issue(app, draft)
     except AlertError as e:
         return await form(request, draft=draft, error=e.code, status=400)
-    escalation.rearm(app)  # new deadlines (reminders, follow-ups, expiry) need the timer
     raise web.HTTPSeeOther(f"/alerts/{alert_id}")
 
 

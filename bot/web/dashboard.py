@@ -4,26 +4,34 @@ Server-rendered jinja2 (templates/web/), a little JS from bot/web/static/ for th
 the composer's preview. Every handler starts with `auth.require`, which also checks CSRF on
 POST; what a user sees is cut to their area (auth.WebUser.scope). Requests and the register
 browser are in requests_pages.py; the requests JSON API (bot/web/requests_api.py) is mounted
-here with the dashboard's session auth; the alert composer is composer.py.
+here with the dashboard's session auth; the alert composer is composer.py. Errors on these
+routes are shown by `errors_middleware`: a Chinese page with a way back, or JSON on /api/.
 """
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from bot.data import alerts as alert_rows
+from bot.data import dashboard as queries
 from bot.domain import alerts
-from bot.domain import escalation
 from bot.domain.alerts import AlertError
-from bot.web import alert_view, auth, exports
-from bot.web.render import formatters, page
-from bot.web.sse import Streams
+from bot.web import alert_view, auth, composer, exports, requests_pages
+from bot.web.alerts_api import add_alert_routes
+from bot.web.render import APP_KEY, app_of, labels, page, render
+from bot.web.requests_api import add_request_routes
+from bot.web.sse import STREAMING, Streams
 
+log = logging.getLogger("linli.web")
 STATIC = Path(__file__).resolve().parent / "static"
 OPTIONS = web.AppKey("linli_dashboard", object)
+ROUTES = web.AppKey("linli_dashboard_routes", object)
 
 
 @dataclass
@@ -31,16 +39,17 @@ class Options:
     streams: Streams
 
 
-def add_dashboard_routes(wa: web.Application, app, *, poll_s: float = 1.0) -> Options:
+def add_dashboard_routes(wa: web.Application, app, *, poll_s: float = 1.0,
+                         cap_receive=None) -> Options:
     """Mount the dashboard on Linli's aiohttp app. `poll_s`: how often live pages look for
-    changes (wall seconds; tests may lower it via the returned Options)."""
-    from bot.web import composer, requests_pages
-    from bot.web.alerts_api import add_alert_routes
-    from bot.web.requests_api import add_request_routes
-
+    changes (wall seconds; tests may lower it via the returned Options). `cap_receive(app, body)`:
+    what a CAP push is handed to (bot.transports.inbound.cap.receive, from the composition root)."""
+    if APP_KEY not in wa:
+        wa[APP_KEY] = app
     opts = Options(streams=Streams(poll_s=poll_s))
     wa[OPTIONS] = opts
     r = wa.router
+    before = set(r.resources())
     r.add_static("/static/", STATIC, append_version=True)
     r.add_get("/login", login_page)
     r.add_post("/login", login_post)
@@ -59,7 +68,11 @@ def add_dashboard_routes(wa: web.Application, app, *, poll_s: float = 1.0) -> Op
     async def api_auth(request: web.Request) -> dict:
         return (await auth.require(request, app, api=True)).person
     add_request_routes(wa, app, api_auth)
-    add_alert_routes(wa, app)
+    add_alert_routes(wa, app, cap_receive=cap_receive)
+    # the error pages cover what was mounted here (and paths nothing matched), not the platform
+    # callbacks or the residents' ack links mounted by others
+    wa[ROUTES] = frozenset(r.resources()) - before
+    wa.middlewares.append(errors_middleware)
 
     async def on_startup(_):
         if app.settings.dashboard.password:
@@ -69,37 +82,111 @@ def add_dashboard_routes(wa: web.Application, app, *, poll_s: float = 1.0) -> Op
     return opts
 
 
-def _app(request: web.Request):
-    from bot.app import APP_KEY
+# -- errors --------------------------------------------------------------------------------------
+# what the generic statuses say when the handler did not give one of _labels.ERRORS' codes
+STATUS_CODES = {400: "bad_request", 401: "login_required", 403: "forbidden", 404: "not_found",
+                405: "bad_method", 409: "conflict", 413: "too_large", 500: "server_error"}
 
-    return request.app[APP_KEY]
+
+def error_code(status: int, text: str | None) -> str:
+    """The _labels.ERRORS code for an error: the handler's own (`raise HTTPForbidden(text=code)`)
+    when it is a known one, else the status's generic one."""
+    known = labels().ERRORS
+    if text and text in known:
+        return text
+    return STATUS_CODES.get(status, "server_error" if status >= 500 else "bad_request")
 
 
-def render(request: web.Request, user, template: str, **context) -> web.Response:
-    app = _app(request)
-    return page(template, user=user, csrf=user.csrf if user else "", path=request.path,
-                **formatters(app.settings.timezone), **context)
+def error_json(status: int, code: str) -> web.Response:
+    return web.json_response({"error": code, "message": labels().ERRORS.get(code, code)},
+                             status=status, headers={"Cache-Control": "no-store"})
+
+
+def error_page(request: web.Request, status: int, code: str) -> web.Response:
+    try:
+        user = auth.current_user(request, app_of(request))
+    except Exception:  # the database may be why we are here: show the page without the user
+        log.exception("looking up the user for an error page failed")
+        user = None
+    back = "/" if user else "/login"
+    return render(request, user, "error.html", status=status, code=code, back=back,
+                  status_code=status)
+
+
+def _ours(request: web.Request) -> bool:
+    """Routes mounted by the dashboard, and paths no route matched at all."""
+    info = request.match_info
+    if info.http_exception is not None:
+        return True
+    return info.route.resource in request.app.get(ROUTES, ())
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler):
+    """Dashboard errors in plain Chinese: a styled page with a link back for pages, JSON with a
+    Chinese `message` for /api/. Redirects pass; so do errors a JSON handler already shaped."""
+    if not _ours(request):
+        return await handler(request)
+    api = request.path.startswith("/api/")
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        if api and (e.content_type == "application/json"):
+            raise
+        code = error_code(e.status, e.text)
+        if api:
+            return error_json(e.status, code)
+        resp = error_page(request, e.status, code)
+        for name in ("Allow", "WWW-Authenticate"):  # 405 / 401 keep what the status promises
+            if name in e.headers:
+                resp.headers[name] = e.headers[name]
+        return resp
+    except Exception:
+        if request.get(STREAMING):
+            raise  # an event stream already sent its headers: nothing else can be sent
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_json(500, "server_error") if api else error_page(request, 500, "server_error")
 
 
 # -- login ---------------------------------------------------------------------------------------
+def safe_next(value: str | None) -> str:
+    """Where to go after logging in: a path on this site, or "/".
+
+    Browsers read `/\\evil.example` as `//evil.example` and drop tabs and newlines from URLs
+    (`/<TAB>/evil.example` becomes `//evil.example`): both leave the site. So only printable ASCII
+    paths pass (require() sends the raw, percent-encoded path), never with a backslash, a scheme,
+    a host, or a leading `//`."""
+    if not value or not value.startswith("/") or value.startswith("//"):
+        return "/"
+    if any(not 0x21 <= ord(c) <= 0x7E or c == "\\" for c in value):
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return value
+
+
 def _next(request: web.Request) -> str:
-    nxt = request.query.get("next", "/")
-    return nxt if nxt.startswith("/") and not nxt.startswith("//") else "/"  # no open redirect
+    return safe_next(request.query.get("next"))
 
 
 async def login_page(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
     token = secrets.token_urlsafe(24)
     resp = page("login.html", status=status, error=error, login_csrf=token, next=_next(request))
-    resp.set_cookie(auth.LOGIN_COOKIE, token, httponly=True, samesite="Strict", path="/login")
+    resp.set_cookie(auth.LOGIN_COOKIE, token, httponly=True, samesite="Strict", path="/login",
+                    secure=auth.served_over_https(request, app_of(request)))
     return resp
 
 
 async def login_post(request: web.Request) -> web.Response:
-    app = _app(request)
+    app = app_of(request)
     form = await request.post()
     cookie = request.cookies.get(auth.LOGIN_COOKIE, "")
-    if not cookie or not hmac.compare_digest(cookie, str(form.get("csrf", ""))):
-        raise web.HTTPForbidden(text="CSRF token missing or wrong")
+    if not cookie or not hmac.compare_digest(cookie.encode("utf-8", "surrogateescape"),
+                                             str(form.get("csrf", "")).encode("utf-8", "surrogateescape")):
+        raise web.HTTPForbidden(text="csrf")
     result, token = await auth.login(app, str(form.get("username", "")), str(form.get("password", "")),
                                      request.remote or "")
     if result == "limited":
@@ -107,13 +194,14 @@ async def login_post(request: web.Request) -> web.Response:
     if result == "bad":
         return await login_page(request, error="bad", status=401)
     resp = _see_other(_next(request))
-    auth.set_session_cookie(resp, token, app.settings.dashboard.session_hours * 3600)
+    auth.set_session_cookie(resp, token, app.settings.dashboard.session_hours * 3600,
+                            secure=auth.served_over_https(request, app))
     resp.del_cookie(auth.LOGIN_COOKIE, path="/login")
     return resp
 
 
 async def logout_post(request: web.Request) -> web.Response:
-    app = _app(request)
+    app = app_of(request)
     await auth.require(request, app)
     auth.logout(app, request)
     resp = _see_other("/login")
@@ -127,19 +215,16 @@ def _see_other(location: str) -> web.Response:
 
 # -- alerts ----------------------------------------------------------------------------------------
 def alert_list(store, scope, limit: int = 50) -> list[dict]:
+    """The newest alerts touching the viewer's area, with coverage counted over that area only."""
     out = []
-    for a in store.q("SELECT * FROM alerts ORDER BY id DESC LIMIT ?", (limit * 4,)):
-        buildings = set(alert_view.alert_buildings(store, a["id"]))
+    for a in alert_rows.recent(store, limit * 4):
+        buildings = set(alert_rows.scope_buildings(store, a["id"]))
         if scope is not None:
             buildings &= scope
             if not buildings:
                 continue
-        ids = sorted(buildings)
-        marks = ",".join("?" * len(ids)) or "NULL"
-        total = store.scalar(f"SELECT COUNT(*) FROM households WHERE active=1 AND building_id IN ({marks})", ids)
-        acked = store.scalar(
-            f"SELECT COUNT(DISTINCT a.household_id) FROM acks a JOIN households h ON h.id=a.household_id "
-            f"WHERE a.alert_id=? AND h.building_id IN ({marks})", (a["id"], *ids))
+        total = alert_rows.households_in(store, sorted(buildings))
+        acked = queries.acked_in(store, a["id"], buildings)
         out.append(dict(a, households=total, acked=acked,
                         pct=round(100.0 * acked / total, 1) if total else 0.0))
         if len(out) >= limit:
@@ -148,30 +233,30 @@ def alert_list(store, scope, limit: int = 50) -> list[dict]:
 
 
 async def home(request: web.Request) -> web.Response:
-    app = _app(request)
+    app = app_of(request)
     user = await auth.require(request, app)
     return render(request, user, "home.html", alerts=alert_list(app.store, user.scope))
 
 
 async def alert_page(request: web.Request) -> web.Response:
-    app = _app(request)
+    app = app_of(request)
     user = await auth.require(request, app)
     alert = alert_view.load_alert(app.store, int(request.match_info["id"]), user.scope)
     snap = alert_view.snapshot(app, alert, user.scope)
-    newer = app.store.q1("SELECT id FROM alerts WHERE supersedes_id=? ORDER BY id DESC LIMIT 1", (alert["id"],))
+    newer = queries.superseded_by(app.store, alert["id"])
     return render(request, user, "alert.html", alert=alert, snap=snap, newer=newer,
                   message=alerts.render(app.store, alert), colours=alerts.COLOURS)
 
 
 async def alert_events(request: web.Request) -> web.StreamResponse:
-    app = _app(request)
+    app = app_of(request)
     user = await auth.require(request, app)
     alert = alert_view.load_alert(app.store, int(request.match_info["id"]), user.scope)
     streams = request.app[OPTIONS].streams
 
     def build() -> dict:
         snap = alert_view.snapshot(app, alert, user.scope)
-        fresh = app.store.q1("SELECT state FROM alerts WHERE id=?", (alert["id"],))
+        fresh = alert_rows.get(app.store, alert["id"])
         return {"alert_id": alert["id"], "state": fresh["state"], "pct": snap["pct"],
                 "acked": snap["acked"], "households": snap["households"],
                 "buildings": {n["id"]: n["acked"] for n in _buildings(snap["tree"])},
@@ -187,39 +272,49 @@ def _buildings(tree: list[dict]):
 
 
 async def alert_follow_on(request: web.Request) -> web.Response:
-    app = _app(request)
+    app = app_of(request)
     user = await auth.require(request, app, staff=True)
     form = await request.post()
     action, alert_id = request.match_info["action"], int(request.match_info["id"])
-    colour = str(form.get("colour") or "") or None if action == "update" else None
+    # the route allows update|lift; only an update carries a colour
+    colour = None if action == "lift" else str(form.get("colour") or "") or None
     try:
         new_id = alerts.follow_on(app, alert_id, action, colour=colour,
                                   text=str(form.get("text") or "").strip(), issuer_id=user.person["id"])
     except AlertError as e:
         return render(request, user, "error.html", status=409, code=e.code, back=f"/alerts/{alert_id}")
-    escalation.rearm(app)
     raise web.HTTPSeeOther(f"/alerts/{new_id}")
 
 
 # -- exports ---------------------------------------------------------------------------------------
 async def alert_report(request: web.Request) -> web.Response:
-    app = _app(request)
+    app = app_of(request)
     user = await auth.require(request, app)
     alert = alert_view.load_alert(app.store, int(request.match_info["id"]), user.scope)
     fmt = request.match_info["fmt"]
     rows = exports.delivery_rows(app, alert["id"], user.scope)
-    body = exports.table_bytes(rows, fmt, exports._labels().DELIVERY_SHEET)
+    body = exports.table_bytes(rows, fmt, labels().DELIVERY_SHEET)
     return exports.download(body, fmt, f"alert-{alert['id']}-deliveries.{fmt}")
 
 
+def parse_month(value: str) -> tuple[int, int]:
+    """'2024-06' -> (2024, 6). ValueError for anything else, including years a date cannot hold
+    ('99999-1' used to reach the report and fail there with a 500)."""
+    year_s, sep, mon_s = value.partition("-")
+    if not sep or not (year_s.isascii() and year_s.isdigit() and mon_s.isascii() and mon_s.isdigit()):
+        raise ValueError(value)
+    year, mon = int(year_s), int(mon_s)
+    if not (len(year_s) == 4 and 1970 <= year <= 9998 and 1 <= mon <= 12):
+        raise ValueError(value)
+    return year, mon
+
+
 async def requests_report(request: web.Request) -> web.Response:
-    app = _app(request)
+    app = app_of(request)
     user = await auth.require(request, app, staff=True)
-    fmt, month = request.match_info["fmt"], request.query.get("month", "")
+    fmt = request.match_info["fmt"]
     try:
-        year, mon = (int(x) for x in month.split("-"))
-        if not 1 <= mon <= 12:
-            raise ValueError(month)
+        year, mon = parse_month(request.query.get("month", ""))
     except ValueError:
         return render(request, user, "error.html", status=400, code="bad_month", back="/requests")
     body = exports.requests_report(app, year, mon, fmt)

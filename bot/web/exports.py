@@ -13,9 +13,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bot.core import texts
 from bot.core.clock import local
+from bot.data import dashboard as queries
 from bot.domain.reports import write_requests_report
+from bot.web.render import labels
 
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -26,7 +27,7 @@ _COLUMNS = ("compound", "building", "household", "reached_via", "reached_at", "a
 
 
 def _labels():
-    return texts.env().get_template("web/_labels.html").module
+    return labels()
 
 
 def delivery_rows(app, alert_id: int, scope) -> list[list]:
@@ -35,29 +36,7 @@ def delivery_rows(app, alert_id: int, scope) -> list[list]:
 
     def when(ts):
         return local(ts, tz).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
-    cond, params = "", []
-    if scope is not None:
-        cond = f" AND h.building_id IN ({','.join('?' * len(scope)) or 'NULL'})"
-        params = sorted(scope)
-    rows = app.store.q(
-        """SELECT c.name AS compound, b.name AS building, h.label AS household,
-                  d.via, d.at AS reached_at, a.at AS acked_at, a.channel, a.answer,
-                  COALESCE(p.name, r.name) AS acked_by,
-                  (SELECT GROUP_CONCAT(v.vulnerable, '、') FROM residents v WHERE v.household_id = h.id
-                   AND v.active = 1 AND v.vulnerable != '') AS vulnerable,
-                  f.state AS followup, w.name AS worker
-           FROM alert_scope s JOIN households h ON h.building_id = s.building_id AND h.active = 1
-           JOIN nodes b ON b.id = h.building_id LEFT JOIN nodes c ON c.id = b.parent_id
-           LEFT JOIN deliveries d ON d.alert_id = s.alert_id AND d.household_id = h.id
-           -- the household's first ack: when it was covered, and by whom
-           LEFT JOIN acks a ON a.id = (SELECT id FROM acks WHERE alert_id = s.alert_id
-                                       AND household_id = h.id ORDER BY at, id LIMIT 1)
-           LEFT JOIN residents r ON r.id = a.resident_id
-           LEFT JOIN residents p ON p.id = a.by_proxy_id
-           LEFT JOIN followups f ON f.id = (SELECT id FROM followups WHERE alert_id = s.alert_id
-                                            AND household_id = h.id ORDER BY id LIMIT 1)
-           LEFT JOIN residents w ON w.id = f.worker_id
-           WHERE s.alert_id = ?""" + cond + " ORDER BY c.name, b.id, h.id", (alert_id, *params))
+    rows = queries.delivery_rows(app.store, alert_id, scope)
     out = [[L.DELIVERY_COLUMNS[c] for c in _COLUMNS]]
     for r in rows:
         out.append([r["compound"] or "", r["building"], r["household"],

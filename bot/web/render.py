@@ -1,8 +1,12 @@
-"""HTML responses for the dashboard: one place for the security headers every page gets.
+"""HTML responses for the dashboard: one place for the security headers every page gets, the
+app key handlers find Linli's App under, and `render` for pages with the logged-in frame.
 
 The Content-Security-Policy allows only our own scripts and styles (no inline script, no CDN):
 the dashboard must work offline on the community office's network, and a resident's text shown
 on a page (a request, a name) must never be able to run as script.
+
+bot/web never imports bot.app (the entry layer sits above it): the key lives here and the
+composition root stores the App under it (add_dashboard_routes does so too when it is missing).
 """
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from aiohttp import web
 
 from bot.core import texts
 from bot.core.clock import hhmm, local
+
+APP_KEY = web.AppKey("linli", object)
 
 HEADERS = {
     "Cache-Control": "no-store",
@@ -20,6 +26,11 @@ HEADERS = {
                                "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
                                "form-action 'self'; base-uri 'none'",
 }
+
+
+def app_of(request: web.Request):
+    """Linli's App for a request (stored under APP_KEY by the composition root)."""
+    return request.app[APP_KEY]
 
 
 def page(template: str, *, status: int = 200, **context) -> web.Response:
@@ -33,3 +44,15 @@ def formatters(tz: str) -> dict:
     def dt(ts):
         return local(ts, tz).strftime("%m-%d %H:%M") if ts else ""
     return {"hhmm": lambda ts: hhmm(ts, tz), "dt": dt}
+
+
+def render(request: web.Request, user, template: str, **context) -> web.Response:
+    """A dashboard page for `user` (None: logged out), with the header, CSRF token and time helpers."""
+    app = app_of(request)
+    return page(template, user=user, csrf=user.csrf if user else "", path=request.path,
+                **formatters(app.settings.timezone), **context)
+
+
+def labels():
+    """templates/web/_labels.html as a module: the Chinese words Python needs (errors, headers)."""
+    return texts.env().get_template("web/_labels.html").module

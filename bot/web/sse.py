@@ -16,6 +16,9 @@ import time
 from aiohttp import web
 
 log = logging.getLogger("linli.web.sse")
+# set on a request once its stream's headers are sent: an error after that cannot become an error
+# page (the dashboard's errors middleware checks it)
+STREAMING = web.RequestKey("linli_streaming", bool) if hasattr(web, "RequestKey") else "linli_streaming"
 
 
 class Streams:
@@ -35,6 +38,7 @@ class Streams:
             "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store",
             "X-Accel-Buffering": "no"})  # nginx must not buffer the stream
         await resp.prepare(request)
+        request[STREAMING] = True
         self.open += 1
         last, quiet_since = None, time.monotonic()
         try:
