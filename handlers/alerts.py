@@ -23,7 +23,7 @@ router = Router("alerts")
 staff = has_role("staff")
 CONFIRM_TTL_S = 600
 
-_ISSUE = r"^发布\s*(?P<colour>[^\s色]{1,2}色|[蓝黄橙红]|blue|yellow|orange|red)\s*(?P<type>[^\s]+?)(?:预警)?(?:\s+(?P<rest>.*))?$"
+_ISSUE = r"^(?P<verb>发布|演练)\s*(?P<colour>[^\s色]{1,2}色|[蓝黄橙红]|blue|yellow|orange|red)\s*(?P<type>[^\s]+?)(?:预警)?(?:\s+(?P<rest>.*))?$"
 _FOLLOW = r"^(?P<verb>升级|降级|更新|解除)\s*#?(?P<id>\d+)\s*(?P<colour>[蓝黄橙红]色?)?\s*(?P<rest>.*)$"
 _OPTION = re.compile(r"^(?P<key>范围|对象)[:：]\s*(?P<value>\S+)\s*")
 ALL_VULNERABLE = ("困难群众", "困难户家庭", "重点人群", "所有困难群众", "全部困难群众")
@@ -61,7 +61,8 @@ def _pending(ctx: Ctx, msg: Inbound) -> bool | dict:
 
 async def _preview(ctx: Ctx, data: dict) -> None:
     draft = Draft(type=data["type"], colour=data["colour"], text=data["text"], scope=data["scope"],
-                  action=data["action"], supersedes_id=data.get("supersedes_id"), audience=data.get("audience"))
+                  action=data["action"], supersedes_id=data.get("supersedes_id"), audience=data.get("audience"),
+                  status=data.get("status", "actual"))
     shown = alerts_mod.preview(ctx.store, draft, ctx.settings)
     _remember(ctx, data)
     await ctx.reply("messages/alert_preview.j2", body=shown["text"], households=shown["households"],
@@ -80,7 +81,8 @@ async def issue_command(ctx: Ctx, msg: Inbound) -> None:
         await ctx.reply("messages/alert_command_error.j2", code=e.code, **e.params)
         return
     await _preview(ctx, dict(type=type_, colour=colour, text=rest, scope=scope, scope_names=scope_words,
-                             action="issue", issuer_id=ctx.resident["id"], audience=audience))
+                             action="issue", issuer_id=ctx.resident["id"], audience=audience,
+                             status="exercise" if ctx.match.get("verb") == "演练" else "actual"))
 
 
 @router.text(staff, text_regex(r"^(?:发布\s*)?通知\s*(?P<rest>.+)$", re.S))
@@ -122,7 +124,8 @@ async def confirm(ctx: Ctx, msg: Inbound) -> None:
         if data["action"] == "issue":
             alert_id = alerts_mod.issue(ctx.app, Draft(type=data["type"], colour=data["colour"], text=data["text"],
                                                        scope=data["scope"], issuer_id=data["issuer_id"],
-                                                       audience=data.get("audience")))
+                                                       audience=data.get("audience"),
+                                                       status=data.get("status", "actual")))
         else:
             alert_id = alerts_mod.follow_on(ctx.app, data["supersedes_id"], data["action"],
                                             colour=data["colour"] if data["action"] == "update" else None,
