@@ -17,10 +17,11 @@ from bot.core.config import Settings
 from bot.core.dispatcher import Dispatcher
 from bot.core.scheduler import Scheduler
 from bot.data.store import Store
-from bot.domain import escalation, feed, relay
+from bot.domain import escalation, feed, relay, schedules, upward
 from bot.domain.timers import Timers
 from bot.transports.inbound import cap, inbox
 from bot.transports.inbound.routes import add_callback_routes
+from bot.transports.outbound.cap_out import CapPostSender, JsonWebhookSender
 from bot.transports.outbound.outbox import Outbox
 from bot.transports.outbound.reach import PlatformReach
 from bot.transports.outbound.senders import build_senders
@@ -62,12 +63,15 @@ class App:
         self.record_conn = None
         self._tasks: set[asyncio.Task] = set()
         self.senders = build_senders(self)
+        # reporting upward to the street office: a CAP message and/or a JSON webhook
+        self.senders.update(cap=CapPostSender(self), webhook=JsonWebhookSender(self))
         self.reach = PlatformReach()
         self.outbox = Outbox(self)
         self.dispatcher = build_dispatcher(self)
         self.scheduler = Scheduler(self.clock, settings.timezone)
-        # everything due later, in one timer: silence escalating, scheduled weather-service warnings
-        self.timers = Timers(self, self.scheduler, [escalation, feed])
+        # everything due later, in one timer: silence escalating, scheduled weather-service warnings,
+        # staff's scheduled and recurring notices, coverage reported upward
+        self.timers = Timers(self, self.scheduler, [escalation, feed, schedules, upward])
         # the relay reacts to each send's outcome inside the transaction that records it
         self.outbox.subscribe("*", lambda row, result: relay.on_send_result(self, row, result))
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from bot.core.dispatcher import Dispatcher
 from handlers.middlewares import attach_resident, log_errors
-from handlers import acks, alerts, fallback, onboarding, requests
+from handlers import acks, alerts, fallback, onboarding, requests, schedules
 
 ROUTERS = [
     onboarding.router,  # unknown users first: nothing else should answer someone unregistered
     alerts.router,  # staff commands (发布/升级/解除/确认): explicit verbs, never a resident's words
+    # staff scheduling (定时/每…/定时列表/暂停定时…); its 确认/取消 answer only a pending schedule preview
+    schedules.router,
     acks.router,  # answers to a warning: 已转发, 代确认, 已上门, and residents' "1"/"收到"/"2"
     # after alerts/acks (an ack that also asks is theirs; they call bot.domain.requests.file_request):
     # any other text from a resident becomes a request, so only the fallback may follow
