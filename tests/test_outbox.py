@@ -180,3 +180,33 @@ async def test_enqueue_many_is_one_fast_transaction(rig):
                                      "payload": {"text": "x"}}]) == 0
     assert took < 3.0, took
     print(f"enqueue_many 20k: {took:.2f}s")
+
+
+def test_no_sql_in_the_outbound_transport():
+    """Issue #9: the outbox and senders call bot.data.sends; the SQL lives there."""
+    from pathlib import Path
+
+    from test_architecture import sql_sites
+
+    root = Path(__file__).resolve().parent.parent / "bot" / "transports" / "outbound"
+    found = {f.name: sql_sites(f) for f in sorted(root.glob("*.py")) if sql_sites(f)}
+    assert found == {}
+
+
+async def test_enqueue_many_keeps_insert_or_ignore_inside_an_outer_transaction(rig):
+    """The relay writes its hops and their sends in one transaction: a batch insert must not
+    commit it early, and a key already present is skipped, not an error."""
+    store = rig.app.store
+    rig.outbox.enqueue("dup", "oa_cs", "o0", {"text": "first"})
+    rows = [{"key": k, "channel": "oa_cs", "target": k, "payload": {"text": "x"}}
+            for k in ("n1", "dup", "n2")]
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            assert rig.outbox.enqueue_many(rows) == 2
+            raise RuntimeError("the caller's transaction fails after the fan-out")
+    assert [r["key"] for r in rig.rows()] == ["dup"]  # rolled back with it
+    with store.transaction():
+        assert rig.outbox.enqueue_many(rows) == 2
+    assert [(r["key"], r["payload"]) for r in rig.rows()] == [
+        ("dup", '{"text": "first"}'), ("n1", '{"text": "x"}'), ("n2", '{"text": "x"}')]
+    assert rig.outbox.enqueue_many([]) == 0

@@ -64,3 +64,30 @@ async def test_a_clock_that_does_not_move_does_not_spin_forever():
     b = TokenBucket(60, burst=1, now=clock.now, sleep=real_tiny_sleep)
     await b.acquire()
     await asyncio.wait_for(b.acquire(), 1.0)
+
+
+def test_replay_rebuilds_the_level_from_past_takes():
+    clock, sleep = fake_time()
+    now = clock.now()
+    b = limit_bucket(30, now=clock.now, sleep=sleep)  # burst 7, 23/min refill
+    assert b.replay([]) == b.capacity  # nothing recent: full
+    # 20 takes in the last 20 s (what a fresh bucket after a restart would forget)
+    before = [now - 20 + i for i in range(20)]
+    assert b.replay(before) < 1 and b.wait_time() > 0 and not b.try_acquire()
+    # take greedily for two minutes: no 60 s window, across the restart, holds more than 30
+    after = []
+    for _ in range(240):
+        clock.advance(0.5)
+        if b.try_acquire():
+            after.append(clock.now())
+    takes = before + after
+    assert max(sum(1 for u in takes if t - 60 < u <= t) for t in takes) <= 30
+    assert len(after) >= 30  # and it does not stall: 23/min keeps flowing
+
+
+def test_replay_of_more_takes_than_allowed_leaves_debt():
+    clock, sleep = fake_time()
+    b = TokenBucket(60, burst=5, now=clock.now, sleep=sleep)
+    level = b.replay([clock.now()] * 8)  # 8 at once from a 5-token bucket: 3 in debt
+    assert level == -3
+    assert b.wait_time() == 4.0  # back to one token after 4 s at 1/s

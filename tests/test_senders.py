@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot.transports.outbound.senders import ERR_LOCAL_INVALID, batch_userids, split_utf8
 from outbound_world import rig  # noqa: F401  (fixture)
 
@@ -190,3 +192,33 @@ async def test_replies_skip_the_platform_duplicate_check(rig):
     for _ in range(2):
         assert (await s.send("u9", {"text": "预警"})).ok
     assert [d.text for d in rig.world.messages_for("u9")] == ["谢谢", "谢谢", "预警"]
+
+
+@pytest.mark.parametrize("code", [40001, 40014, 42001])
+async def test_a_single_token_error_from_the_token_endpoint_is_retried_once(rig, code):
+    # a one-off rejection by gettoken used to fail the send for good (40001 is not retryable)
+    rig.world.register_user("u1")
+    rig.world.inject(GETTOKEN, errcode=code, times=1)
+    r = await rig.senders["wecom_user"].send("u1", {"text": "预警"})
+    assert r.ok, r
+    assert rig.world.calls[GETTOKEN] == 2
+    assert [d.text for d in rig.world.messages_for("u1")] == ["预警"]
+
+
+async def test_token_error_on_the_send_and_then_on_the_refresh_still_gets_through(rig):
+    rig.world.register_openid("o1")
+    s = rig.senders["oa_template"]
+    assert (await s.send("o1", {"text": "a"})).ok
+    rig.world.inject("/cgi-bin/message/template/send", errcode=40001, times=1)  # token refused
+    rig.world.inject("/cgi-bin/token", errcode=40001, times=1)  # and the refresh, once
+    r = await s.send("o1", {"text": "b"})
+    assert r.ok, r
+    assert [d.text for d in rig.world.messages_for("o1")] == ["a", "b"]
+
+
+async def test_token_endpoint_refusing_twice_is_permanent(rig):
+    rig.world.register_user("u1")
+    rig.world.inject(GETTOKEN, errcode=40001, times=2)
+    r = await rig.senders["wecom_user"].send("u1", {"text": "x"})
+    assert (r.ok, r.errcode, r.retryable) == (False, 40001, False)
+    assert rig.world.calls[GETTOKEN] == 2  # once more, not in a loop

@@ -26,6 +26,10 @@ class SendQueue(Protocol):
 
     def mark_confirmed(self, send_id: int, ok: bool = True, error: str | None = None) -> None: ...
 
+    def retry(self, send_ids: Iterable[int] | None = None, *, alert_id: int | None = None) -> int:
+        """Dead or failed sends back to pending (staff's 重发)."""
+        ...
+
 
 class Reach(Protocol):
     """How to reach people privately; the outbound transport knows the channels and batches."""

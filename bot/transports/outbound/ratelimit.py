@@ -7,7 +7,7 @@ production `time.time`/`asyncio.sleep`, in tests a FakeClock and a sleep that ad
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterable
 
 
 class TokenBucket:
@@ -37,6 +37,26 @@ class TokenBucket:
             self.tokens -= n
             return True
         return False
+
+    def replay(self, times: Iterable[float]) -> float:
+        """Set the level as if one token had been taken at each of `times` (a restart rebuilding
+        what the previous process spent): full at the first take, refilled between takes, one
+        token per take. Takes the bucket could not have afforded leave it in debt, so it waits
+        for them too. Only the last minute matters for a per-minute limit, so callers pass
+        that; taking the bucket as full at its start is safe because a full bucket plus a
+        minute of refill is the most the limit allows in any minute. Returns the level."""
+        ts = sorted(t for t in times if t is not None)
+        now = self._now()
+        if not ts:
+            return self.tokens
+        level, prev = self.capacity, ts[0]
+        for t in ts:
+            level = min(self.capacity, level + (t - prev) * self.rate) - 1
+            prev = t
+        if now > prev:
+            level = min(self.capacity, level + (now - prev) * self.rate)
+        self.tokens, self._updated = level, max(now, prev)
+        return level
 
     def wait_time(self, n: float = 1) -> float:
         """Seconds until n tokens would be available (0 if now)."""

@@ -7,7 +7,8 @@ not care which platform it talks to. The payload is `{"text": ...}` and optional
 WeChat reports errors inside HTTP 200 bodies, so success is `errcode == 0`, never the status.
 Retryable: timeouts, connection errors, HTTP 5xx, -1 (system busy), 45009 (frequency limit).
 Everything else is permanent for that message. Token errors (40001/40014/42001) trigger one
-refresh and one retry inside the sender, invisible to the outbox.
+refresh and one retry inside the sender, invisible to the outbox; the token endpoint itself
+gets one second chance on those codes too.
 
 All senders share `app.http` (created by app.start(), so it is looked up at call time) and take
 their base URLs from config: the same code talks to the platform or to the local world.
@@ -23,6 +24,7 @@ from typing import Protocol
 
 import aiohttp
 
+from bot.data import sends as sends_data
 from bot.transports.outbound.ratelimit import TokenBucket
 
 log = logging.getLogger("linli.senders")
@@ -139,10 +141,19 @@ class AccessToken:
         async with self._lock:
             if self._valid():  # somebody else refreshed while we waited
                 return self.token
-            data = await _request(self.app, "GET", self.url, params=self.params)
-            self.fetches += 1
-            if int(data.get("errcode", 0) or 0) != 0 or "access_token" not in data:
-                raise PlatformError(result_from(data if data.get("errcode") else
+            for attempt in (1, 2):
+                data = await _request(self.app, "GET", self.url, params=self.params)
+                self.fetches += 1
+                code = int(data.get("errcode", 0) or 0)
+                if code == 0 and "access_token" in data:
+                    break
+                # A token endpoint's own 40001/40014/42001 or "busy" is sometimes a one-off
+                # (a credential being rotated on the platform side): ask once more before
+                # calling it permanent. A wrong secret answers the same twice and fails then.
+                if attempt == 1 and code in TOKEN_ERRORS | RETRYABLE_ERRORS:
+                    log.warning("token endpoint %s answered %s; asking once more", self.url, code)
+                    continue
+                raise PlatformError(result_from(data if code else
                                                 {"errcode": -1, "errmsg": "no access_token"}))
             ttl = float(data.get("expires_in", 7200))
             self.token = data["access_token"]
@@ -203,16 +214,29 @@ class WecomUserSender:
         self.member_bucket = member_bucket
         self.members: dict[str, TokenBucket] = {}
 
+    def _member(self, user: str) -> TokenBucket:
+        if user not in self.members:
+            self.members[user] = self.member_bucket()
+        return self.members[user]
+
+    def restore_member_usage(self, sent: dict[str, list[float]]) -> int:
+        """After a restart: rebuild each member's bucket from the times messages went to them
+        (the outbox reads them from the rows sent in the last minute), so the limit is not
+        forgotten and a fresh full bucket does not push a member past 30 in one minute.
+        Returns how many members had recent messages."""
+        if self.member_bucket is None:
+            return 0
+        for user, times in sent.items():
+            if user and times:
+                self._member(user).replay(times)
+        return sum(1 for u, t in sent.items() if u and t)
+
     async def send(self, target: str, payload: dict) -> SendResult:
         users = target.split("|")
         if len(users) > MAX_USERS_PER_CALL:
             return SendResult(False, ERR_LOCAL_INVALID, f"more than {MAX_USERS_PER_CALL} users")
         if self.member_bucket is not None:
-            buckets = []
-            for user in users:
-                if user not in self.members:
-                    self.members[user] = self.member_bucket()
-                buckets.append(self.members[user])
+            buckets = [self._member(user) for user in users]
             wait = max(b.wait_time() for b in buckets)
             if wait > 0:
                 # not now: hand the row back to the outbox for later instead of holding one of
@@ -396,11 +420,7 @@ class CustomerGroupSender:
         self.app, self.api, self.bucket = app, api, bucket
 
     def _owner(self, chat_id: str) -> str | None:
-        row = self.app.store.q1(
-            "SELECT r.wecom_userid AS owner FROM chat_groups g"
-            " JOIN residents r ON r.id = g.owner_id"
-            " WHERE g.chat_id = ? AND g.kind = 'customer'", (chat_id,))
-        return row["owner"] if row else None
+        return sends_data.customer_group_owner(self.app.store, chat_id)
 
     async def send(self, target: str, payload: dict) -> SendResult:
         owner = payload.get("owner") or self._owner(target)
