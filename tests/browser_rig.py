@@ -74,6 +74,7 @@ async def linli(tmp_path_factory):
     from bot.web.dashboard import OPTIONS
 
     rig.server.app[OPTIONS].streams.poll_s = 0.1  # wall seconds between live-page checks
+    rig.server.app[OPTIONS].live.poll_s = 0.1
     rig.base = str(rig.server.make_url("")).rstrip("/")
     try:
         yield rig

@@ -27,6 +27,7 @@ PASSWORD = "correct horse battery"
 async def rig(tmp_path):
     rig = await make_sim(tmp_path, households=60, dashboard={"password": PASSWORD})
     rig.server.app[OPTIONS].streams.poll_s = 0.02  # live pages look for changes quickly in tests
+    rig.server.app[OPTIONS].live.poll_s = 0.02
     yield rig
     await close_sim(rig)
 
@@ -221,8 +222,8 @@ async def test_a_resident_who_leads_nothing_cannot_log_in(rig, client):
 
 
 # -- live updates ----------------------------------------------------------------------------------
-async def read_snapshot(resp) -> dict:
-    """The next `snapshot` event of an SSE stream (the timeout only guards against a hang)."""
+async def read_snapshot(resp, kind: str = "snapshot") -> dict:
+    """The next `kind` event (snapshot, diff) of an SSE stream (the timeout only guards against a hang)."""
     async def next_event():
         event, data = None, None
         while True:
@@ -231,7 +232,7 @@ async def read_snapshot(resp) -> dict:
                 event = line[7:]
             elif line.startswith("data: "):
                 data = line[6:]
-            elif line == "" and event == "snapshot":
+            elif line == "" and event == kind:
                 return json.loads(data)
     return await asyncio.wait_for(next_event(), timeout=10)
 
@@ -243,14 +244,14 @@ async def test_event_stream_sends_a_snapshot_when_a_resident_acks(rig, client):
     resp = await client.get(f"/alerts/{alert_id}/events")
     assert resp.headers["Content-Type"].startswith("text/event-stream")
     first = await read_snapshot(resp)
-    assert first["acked"] == 0 and "coverage-tree" in first["html"]["tree"]
     someone = rig.store.q1("SELECT r.oa_openid, h.building_id FROM residents r JOIN households h "
                            "ON h.id=r.household_id WHERE r.oa_openid IS NOT NULL ORDER BY r.id LIMIT 1")
+    assert first["acked"] == 0 and "coverage-tree" in first["html"]["tree"]
     rig.world.state.user_wrote(someone["oa_openid"])
     await rig.world.people.callbacks.send_text("oa", someone["oa_openid"], "1")
     await rig.app.settle()
-    second = await read_snapshot(resp)
-    assert second["acked"] == 1 and second["buildings"][str(someone["building_id"])] == 1
+    d = await read_snapshot(resp, "diff")  # after the snapshot, only what changed
+    assert d["acked"] == 1 and d["nodes"][str(someone["building_id"])][0] == 1
     resp.close()
 
 
@@ -273,7 +274,7 @@ async def test_delivery_report_csv_and_xlsx(rig, client):
     assert rows[0][:3] == ["小区", "楼栋", "住户"] and len(rows) == total + 1
     label = rig.store.q1("SELECT label FROM households WHERE id=?", (someone["household_id"],))["label"]
     row = next(r for r in rows if r[2] == label)
-    assert row[5] == someone["name"] and row[6] == "公众号回复" and row[7] == "平安" and row[8]
+    assert row[5] == someone["name"] and row[6] == "公众号回复" and row[7] == "已确认" and row[8]
     resp = await client.get(f"/alerts/{alert_id}/report.xlsx")
     assert resp.headers["Content-Type"].startswith("application/vnd.openxmlformats")
     ws = openpyxl.load_workbook(io.BytesIO(await resp.read())).active

@@ -26,8 +26,9 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from bot.core import texts
+from bot.core.filters import roles_of
 from bot.data import accounts, people
-from bot.domain.requests import access as request_access
+from bot.domain import areas
 
 COOKIE = "linli_session"
 LOGIN_COOKIE = "linli_login_csrf"  # double-submit token for the login form (no session yet)
@@ -87,10 +88,18 @@ class WebUser:
     person: dict            # the actor for domain calls (the resident, or a synthetic staff member)
     scope: frozenset | None  # building ids this user may see; None = everything
     csrf: str
+    # community staff: may issue warnings, retry sends, see exports. Usually also scope None, but
+    # a staff member of one community in a multi-community register is staff with a scope.
+    staff: bool | None = None
 
     @property
     def is_staff(self) -> bool:
-        return self.scope is None
+        return self.scope is None if self.staff is None else self.staff
+
+    @property
+    def limited(self) -> bool:
+        """Sees part of the register only (a lead, or staff of one community among several)."""
+        return self.scope is not None
 
 
 def _labels():
@@ -106,8 +115,15 @@ def person_for(store, user_row: dict) -> dict | None:
 
 
 def scope_of(store, person: dict) -> frozenset | None:
-    led = request_access.scope(store, person)
-    return None if led is None else frozenset(led)
+    """The buildings a dashboard user may see: the same area the chat applies (bot.domain.areas):
+    a lead their buildings, staff everything — or, in a register of several communities, the
+    staff of one community only theirs."""
+    area = areas.buildings_of(store, person)
+    return None if area is None else frozenset(area)
+
+
+def is_staff_person(person: dict) -> bool:
+    return "staff" in roles_of(person)
 
 
 def _digest(token: str) -> str:
@@ -123,7 +139,8 @@ def current_user(request: web.Request, app) -> WebUser | None:
         row = accounts.session_user(app.store, _digest(token), app.clock.now())
         person = person_for(app.store, row) if row else None
         if person is not None:
-            user = WebUser(row["id"], row["username"], person, scope_of(app.store, person), row["csrf"])
+            user = WebUser(row["id"], row["username"], person, scope_of(app.store, person), row["csrf"],
+                           staff=is_staff_person(person))
     request[USER_KEY] = user
     return user
 

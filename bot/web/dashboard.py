@@ -1,4 +1,5 @@
-"""The staff dashboard: login, alerts (list, live page, update / lift) and exports.
+"""The staff dashboard: login, alerts (list, live page, update / lift), exports, the follow-up
+board (followups_pages.py) and the warnings that did not go out (undelivered.py).
 
 Server-rendered jinja2 (templates/web/), a little JS from bot/web/static/ for the live page and
 the composer's preview. Every handler starts with `auth.require`, which also checks CSRF on
@@ -22,7 +23,8 @@ from bot.data import alerts as alert_rows
 from bot.data import dashboard as queries
 from bot.domain import alerts
 from bot.domain.alerts import AlertError
-from bot.web import alert_view, auth, composer, exports, requests_pages
+from bot.domain.status import is_live
+from bot.web import alert_view, auth, composer, exports, followups_pages, requests_pages, undelivered
 from bot.web.alerts_api import add_alert_routes
 from bot.web.render import APP_KEY, app_of, labels, page, render
 from bot.web.requests_api import add_request_routes
@@ -37,6 +39,7 @@ ROUTES = web.AppKey("linli_dashboard_routes", object)
 @dataclass
 class Options:
     streams: Streams
+    live: object = None  # alert_view's LiveHub: one shared diff feed per (alert, viewer scope)
 
 
 def add_dashboard_routes(wa: web.Application, app, *, poll_s: float = 1.0,
@@ -51,6 +54,7 @@ def add_dashboard_routes(wa: web.Application, app, *, poll_s: float = 1.0,
     r = wa.router
     before = set(r.resources())
     r.add_static("/static/", STATIC, append_version=True)
+    r.add_get("/favicon.ico", favicon)
     r.add_get("/login", login_page)
     r.add_post("/login", login_post)
     r.add_post("/logout", logout_post)
@@ -59,11 +63,15 @@ def add_dashboard_routes(wa: web.Application, app, *, poll_s: float = 1.0,
     r.add_get("/alerts/new/text", composer.template_text)
     r.add_post("/alerts/new", composer.submit)
     r.add_get(r"/alerts/{id:\d+}", alert_page)
-    r.add_get(r"/alerts/{id:\d+}/events", alert_events)
+    # the live alert page: /alerts/ID/events (small diffs, built off the event loop) and /more/…
+    opts.live = alert_view.add_routes(wa)
+    opts.live.poll_s = poll_s
     r.add_post(r"/alerts/{id:\d+}/{action:update|lift}", alert_follow_on)
     r.add_get(r"/alerts/{id:\d+}/report.{fmt:csv|xlsx}", alert_report)
     r.add_get(r"/reports/requests.{fmt:csv|xlsx}", requests_report)
     requests_pages.add_routes(wa, app)
+    followups_pages.add_routes(wa)
+    undelivered.add_routes(wa)
 
     async def api_auth(request: web.Request) -> dict:
         return (await auth.require(request, app, api=True)).person
@@ -213,9 +221,16 @@ def _see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location, "Cache-Control": "no-store"})
 
 
+async def favicon(request: web.Request) -> web.FileResponse:
+    """Browsers ask for /favicon.ico whatever the page links; answer without a login."""
+    return web.FileResponse(STATIC / "favicon.ico", headers={"Cache-Control": "public, max-age=86400"})
+
+
 # -- alerts ----------------------------------------------------------------------------------------
-def alert_list(store, scope, limit: int = 50) -> list[dict]:
-    """The newest alerts touching the viewer's area, with coverage counted over that area only."""
+def alert_list(store, scope, limit: int = 50, now: float | None = None) -> list[dict]:
+    """The newest alerts touching the viewer's area, with coverage counted over that area only.
+    Each says whether it is live (`live`): an alert whose state is still 'active' but that is a
+    lift, or past its expiry, is not — the list must not show it as 生效中."""
     out = []
     for a in alert_rows.recent(store, limit * 4):
         buildings = set(alert_rows.scope_buildings(store, a["id"]))
@@ -223,9 +238,13 @@ def alert_list(store, scope, limit: int = 50) -> list[dict]:
             buildings &= scope
             if not buildings:
                 continue
-        total = alert_rows.households_in(store, sorted(buildings))
+        total = queries.coverage_total(store, a["id"], buildings if scope is not None else None)
         acked = queries.acked_in(store, a["id"], buildings)
-        out.append(dict(a, households=total, acked=acked,
+        live = now is None or is_live(a, now)
+        shown = ("lift" if a["action"] == "lift" else a["state"] if a["state"] != "active" or live
+                 else "expired")
+        out.append(dict(a, households=total, acked=acked, live=live and a["action"] != "lift",
+                        shown_state=shown, drill=a.get("status") == "exercise",
                         pct=round(100.0 * acked / total, 1) if total else 0.0))
         if len(out) >= limit:
             break
@@ -235,7 +254,10 @@ def alert_list(store, scope, limit: int = 50) -> list[dict]:
 async def home(request: web.Request) -> web.Response:
     app = app_of(request)
     user = await auth.require(request, app)
-    return render(request, user, "home.html", alerts=alert_list(app.store, user.scope))
+    rows = alert_list(app.store, user.scope, now=app.clock.now())
+    return render(request, user, "home.html", live=[a for a in rows if a["live"]],
+                  ended=[a for a in rows if not a["live"]],
+                  undelivered=queries.undelivered_count(app.store, user.scope) if user.is_staff else 0)
 
 
 async def alert_page(request: web.Request) -> web.Response:
@@ -246,29 +268,6 @@ async def alert_page(request: web.Request) -> web.Response:
     newer = queries.superseded_by(app.store, alert["id"])
     return render(request, user, "alert.html", alert=alert, snap=snap, newer=newer,
                   message=alerts.render(app.store, alert), colours=alerts.COLOURS)
-
-
-async def alert_events(request: web.Request) -> web.StreamResponse:
-    app = app_of(request)
-    user = await auth.require(request, app)
-    alert = alert_view.load_alert(app.store, int(request.match_info["id"]), user.scope)
-    streams = request.app[OPTIONS].streams
-
-    def build() -> dict:
-        snap = alert_view.snapshot(app, alert, user.scope)
-        fresh = alert_rows.get(app.store, alert["id"])
-        return {"alert_id": alert["id"], "state": fresh["state"], "pct": snap["pct"],
-                "acked": snap["acked"], "households": snap["households"],
-                "buildings": {n["id"]: n["acked"] for n in _buildings(snap["tree"])},
-                "html": alert_view.live_html(snap)}
-    return await streams.serve(request, lambda: alert_view.fingerprint(app.store, alert["id"]), build)
-
-
-def _buildings(tree: list[dict]):
-    for n in tree:
-        if n["kind"] == "building":
-            yield n
-        yield from _buildings(n["children"])
 
 
 async def alert_follow_on(request: web.Request) -> web.Response:
@@ -292,7 +291,7 @@ async def alert_report(request: web.Request) -> web.Response:
     user = await auth.require(request, app)
     alert = alert_view.load_alert(app.store, int(request.match_info["id"]), user.scope)
     fmt = request.match_info["fmt"]
-    rows = exports.delivery_rows(app, alert["id"], user.scope)
+    rows = exports.delivery_rows(app, alert["id"], user.scope)  # natural order, answers named
     body = exports.table_bytes(rows, fmt, labels().DELIVERY_SHEET)
     return exports.download(body, fmt, f"alert-{alert['id']}-deliveries.{fmt}")
 
