@@ -166,3 +166,15 @@ async def test_a_warning_for_vulnerable_households_only_from_chat(sim):
     await say(sim, other, "收到")
     assert sim.store.scalar("SELECT COUNT(*) FROM acks WHERE alert_id=? AND household_id=?",
                             (alert_id, other["household_id"])) == 0
+
+
+async def test_a_social_worker_sees_the_tasks_of_the_residents_in_their_care(sim):
+    from bot.domain import areas
+
+    alert_id, task, worker = await _worker_and_task(sim)
+    clients = {r["id"] for r in sim.store.q("SELECT id FROM residents WHERE social_worker_id=?", (worker["id"],))}
+    area = areas.buildings_of(sim.store, worker)
+    assert area  # a worker has an area (and so can log in to the dashboard): where their clients live
+    mine = followups.board(sim.app, worker, alert_id)
+    assert task["id"] in {r["id"] for r in mine}
+    assert {r["resident_id"] for r in mine if r["worker_id"] == worker["id"]} <= clients

@@ -86,3 +86,10 @@ def groups_by_node(store: Store) -> dict[int, list[dict]]:
 
 def group(store: Store, group_id: int) -> dict | None:
     return store.q1("SELECT * FROM chat_groups WHERE id=?", (group_id,))
+
+
+def buildings_of_clients(store: Store, worker_id: int) -> list[int]:
+    """Buildings where the residents a social worker looks after live."""
+    return [r["building_id"] for r in store.q(
+        "SELECT DISTINCT h.building_id FROM residents r JOIN households h ON h.id = r.household_id "
+        "WHERE r.social_worker_id=? AND r.active=1 ORDER BY h.building_id", (worker_id,))]

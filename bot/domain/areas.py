@@ -17,7 +17,12 @@ def buildings_of(store: Store, person: dict | None) -> list[int] | None:
             return org.buildings_under(store, [home["id"]])
         return None
     led = org.led_nodes(store, person["id"]) if person else []
-    return org.buildings_under(store, led) if led else []
+    if led:
+        return org.buildings_under(store, led)
+    if "social_worker" in roles and person:
+        # a social worker's area: where the residents in their care live (their follow-ups)
+        return org.buildings_of_clients(store, person["id"])
+    return []
 
 
 def sees_all(store: Store, person: dict | None) -> bool:

@@ -19,6 +19,7 @@ import logging
 import re
 
 from bot.core import texts, vocabulary
+from bot.core.filters import roles_of
 from bot.data import followups as followups_db
 from bot.data import org
 from bot.data import people as people_db
@@ -221,7 +222,7 @@ def visit(deps: Deps, worker: dict, rest: str, *, raw: str = "", request_key: st
     from bot.domain import areas
 
     area = areas.buildings_of(store, worker)
-    if area is None or area:
+    if roles_of(worker) & {"grid_lead", "staff"} and (area is None or area):
         opened += [f for f in followups_db.open_escalated_to(store, area, LEVEL_GRID)
                    if f["id"] not in {o["id"] for o in opened}]
     matches = match(opened, rest)

@@ -17,6 +17,7 @@ from bot.core.filters import roles_of
 from bot.data import org, people
 from bot.data import requests as rows
 from bot.data.store import Store
+from bot.domain import areas
 from bot.domain.ports import Deps
 from bot.domain.requests.rules import DUTY_ROLES
 
@@ -80,7 +81,9 @@ def has_duty(person: Mapping[str, Any] | None) -> bool:
 def scope(store: Store, person: dict) -> set[int] | None:
     """Building ids this person leads (directly or through a grid/compound); None = all."""
     if is_staff(person):
-        return None
+        # staff see their community (all of it, or theirs in a register with several)
+        area = areas.buildings_of(store, person)
+        return None if area is None else set(area)
     if person.get("id") is None:
         return set()
     led = org.led_nodes(store, person["id"])
