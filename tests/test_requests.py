@@ -435,3 +435,20 @@ async def test_api_lists_shows_and_acts_with_the_domains_permissions(app):
         assert status == 200 and body["request"]["household"] == "一区3栋2单元301"
         assert [h["kind"] for h in body["history"]] == [
             "request.file", "request.assign", "request.comment"]
+
+
+def test_the_cli_monthly_report_is_formula_safe(tmp_path):
+    """The monthly report written by `linli report requests` escapes cells a spreadsheet would run."""
+    import csv as csv_mod
+
+    from bot.core.tables import safe_cell
+
+    assert safe_cell("=HYPERLINK(\"http://evil\")") == "'=HYPERLINK(\"http://evil\")"
+    assert safe_cell("-1") == "'-1" and safe_cell("收到") == "收到" and safe_cell(3) == 3
+    from bot.domain import reports
+
+    path = tmp_path / "r.csv"
+    with open(path, "w", encoding="utf-8-sig", newline="") as f:
+        csv_mod.writer(f).writerows([[safe_cell(v) for v in ["=1+1", "ok"]]])
+    assert path.read_text(encoding="utf-8-sig").startswith("'=1+1")
+    assert callable(reports.write_requests_report)

@@ -15,6 +15,7 @@ from statistics import mean, median
 from zoneinfo import ZoneInfo
 
 from bot.core import texts
+from bot.core.tables import fit_sheet, safe_cell
 from bot.data import reports as reports_db
 
 _DETAIL = ("id", "created", "resident", "household", "building", "category", "urgency", "place",
@@ -111,7 +112,7 @@ def write_requests_report(store, year: int, month: int, path: str | Path,
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".csv":
         with open(path, "w", newline="", encoding="utf-8-sig") as f:
-            csv.writer(f).writerows(summary + [[]] + details)
+            csv.writer(f).writerows([[safe_cell(v) for v in row] for row in summary + [[]] + details])
         return rep
     import openpyxl
 
@@ -119,9 +120,11 @@ def write_requests_report(store, year: int, month: int, path: str | Path,
     ws = wb.active
     ws.title = L.REPORT["summary"]
     for row in summary:
-        ws.append(row)
+        ws.append([safe_cell(v) for v in row])
     ws2 = wb.create_sheet(L.REPORT["details"])
     for row in details:
-        ws2.append(row)
+        ws2.append([safe_cell(v) for v in row])
+    fit_sheet(ws)
+    fit_sheet(ws2)
     wb.save(path)
     return rep

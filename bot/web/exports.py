@@ -22,15 +22,15 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
-import unicodedata
 from pathlib import Path
 
 from aiohttp import web
 
 from bot.core.clock import local
+from bot.core.tables import FORMULA_STARTS, fit_sheet, natural_key, safe_cell
 from bot.data import dashboard as queries
 from bot.domain.reports import write_requests_report
-from bot.web.render import labels, natural_key
+from bot.web.render import labels
 
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -39,8 +39,6 @@ CONTENT_TYPES = {
 # the first twelve columns keep the order offices' spreadsheets already expect; new ones go last
 _COLUMNS = ("compound", "building", "household", "reached_via", "reached_at", "acked_by", "ack_how",
             "answer", "acked_at", "vulnerable", "followup", "worker", "who", "followup_outcome")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-MIN_WIDTH, MAX_WIDTH = 6, 60
 
 
 def _labels():
@@ -107,33 +105,6 @@ def followup_rows(app, tasks: list[dict]) -> list[list]:
 
 
 # -- files -----------------------------------------------------------------------------------------
-def safe_cell(value):
-    """A text cell a spreadsheet will not run as a formula (see the module docstring)."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
-def display_width(value) -> int:
-    """Columns a value takes in a spreadsheet: wide (CJK) characters count two."""
-    text = "" if value is None else str(value)
-    longest = max(text.split("\n"), key=len) if text else ""
-    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in longest)
-
-
-def fit_sheet(ws) -> None:
-    """Freeze the header row and size each column to its widest cell (within limits)."""
-    from openpyxl.utils import get_column_letter
-
-    ws.freeze_panes = "A2"
-    widths: dict[int, int] = {}
-    for row in ws.iter_rows():
-        for cell in row:
-            widths[cell.column] = max(widths.get(cell.column, 0), display_width(cell.value))
-    for col, w in widths.items():
-        ws.column_dimensions[get_column_letter(col)].width = min(MAX_WIDTH, max(MIN_WIDTH, w + 2))
-
-
 def csv_bytes(rows: list[list]) -> bytes:
     buf = io.StringIO()
     csv.writer(buf).writerows([[safe_cell(v) for v in row] for row in rows])

@@ -10,12 +10,11 @@ composition root stores the App under it (add_dashboard_routes does so too when 
 """
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 
 from bot.core import texts
 from bot.core.clock import hhmm, local
+from bot.core.tables import natural_key  # noqa: F401  (templates and pages sort with it)
 
 APP_KEY = web.AppKey("linli", object)
 
@@ -46,40 +45,6 @@ def formatters(tz: str) -> dict:
     def dt(ts):
         return local(ts, tz).strftime("%m-%d %H:%M") if ts else ""
     return {"hhmm": lambda ts: hhmm(ts, tz), "dt": dt}
-
-
-_ZH_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7,
-              "八": 8, "九": 9}
-_ZH_UNITS = {"十": 10, "百": 100, "千": 1000}
-_RUNS = re.compile(r"(\d+|[零〇一二两三四五六七八九十百千]+)")
-
-
-def _zh_int(run: str) -> int:
-    """一 1, 十 10, 十二 12, 二十 20, 一百零五 105 (registers number grids and compounds in words)."""
-    total = num = 0
-    for c in run:
-        if c in _ZH_DIGITS:
-            num = _ZH_DIGITS[c]
-        else:
-            total += (num or 1) * _ZH_UNITS[c]
-            num = 0
-    return total + num
-
-
-def natural_key(text) -> tuple:
-    """Sort key that reads numbers as numbers: 1栋, 2栋 … 10栋 (not 1栋, 10栋, 2栋), and 第一网格,
-    第二网格 … 第十网格 (not by the characters' code points, which put 三 before 二)."""
-    out = []
-    for part in _RUNS.split("" if text is None else str(text)):
-        if not part:
-            continue
-        if part.isdigit():
-            out.append((0, int(part), ""))
-        elif part[0] in _ZH_DIGITS or part[0] in _ZH_UNITS:
-            out.append((0, _zh_int(part), ""))
-        else:
-            out.append((1, 0, part))
-    return tuple(out)
 
 
 def natsorted(items, attribute: str | None = None) -> list:
