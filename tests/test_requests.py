@@ -437,18 +437,13 @@ async def test_api_lists_shows_and_acts_with_the_domains_permissions(app):
             "request.file", "request.assign", "request.comment"]
 
 
-def test_the_cli_monthly_report_is_formula_safe(tmp_path):
-    """The monthly report written by `linli report requests` escapes cells a spreadsheet would run."""
-    import csv as csv_mod
-
-    from bot.core.tables import safe_cell
-
-    assert safe_cell("=HYPERLINK(\"http://evil\")") == "'=HYPERLINK(\"http://evil\")"
-    assert safe_cell("-1") == "'-1" and safe_cell("收到") == "收到" and safe_cell(3) == 3
-    from bot.domain import reports
-
-    path = tmp_path / "r.csv"
-    with open(path, "w", encoding="utf-8-sig", newline="") as f:
-        csv_mod.writer(f).writerows([[safe_cell(v) for v in ["=1+1", "ok"]]])
-    assert path.read_text(encoding="utf-8-sig").startswith("'=1+1")
-    assert callable(reports.write_requests_report)
+def test_the_monthly_report_is_formula_safe(app, tmp_path):
+    """`linli report requests` writes a resident's text so a spreadsheet never runs it as a formula."""
+    file(app, text="=HYPERLINK(\"http://evil.example\",\"点我\") 楼道灯坏了")
+    write_requests_report(app.store, 2024, 6, tmp_path / "r.csv")
+    body = (tmp_path / "r.csv").read_text(encoding="utf-8-sig")
+    assert "'=HYPERLINK" in body and ",=HYPERLINK" not in body
+    write_requests_report(app.store, 2024, 6, tmp_path / "r.xlsx")
+    ws = openpyxl.load_workbook(tmp_path / "r.xlsx")["明细"]
+    texts = [c for row in ws.values for c in row if isinstance(c, str) and "HYPERLINK" in c]
+    assert texts and texts[0].startswith("'=") and ws.freeze_panes == "A2"
