@@ -100,7 +100,7 @@ def test_missing_column_is_reported(store, tmp_path):
     reg = write_csv(tmp_path / "r.csv", ["网格", "姓名"], [["a", "b"]])
     with pytest.raises(ImportError_) as e:
         import_register(store, reg)
-    assert "room" in e.value.report.bad[0].reason
+    assert "房号（room）" in str(e.value) and "楼栋（building）" in str(e.value)
 
 
 def test_english_headers(store, tmp_path):
@@ -184,7 +184,7 @@ def test_generator_is_deterministic(tmp_path):
 
 
 def test_checked_in_register_matches_generator(tmp_path):
-    from bot.cli import DEMO_REGISTER
+    from bot.core.config import DEMO_REGISTER
 
     generate(tmp_path / "x.csv", households=3300, seed=2024)
     assert (tmp_path / "x.csv").read_bytes() == DEMO_REGISTER.read_bytes()

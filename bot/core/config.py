@@ -9,12 +9,20 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
+import re
+import secrets
 import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 SECRET_KEYS = {"secret", "token", "encoding_aes_key", "app_secret", "password", "link_secret", "feed_token"}
+
+ROOT = Path(__file__).resolve().parents[2]
+# the checked-in Dalong register that `linli demo` imports and `linli demo-data` rewrites
+DEMO_REGISTER = ROOT / "data" / "dalong_register.csv"
+DEMO_GROUPS = ROOT / "data" / "dalong_register_groups.csv"
 
 
 class ConfigError(Exception):
@@ -126,7 +134,25 @@ class DashboardSettings:
 
 
 @dataclass(frozen=True)
+class CapSettings:
+    # a weather feed's CAP <area> (areaDesc or geocode) -> "*" (the whole community), a list of
+    # grid/compound/building names (a part), or [] (outside this community); bot/domain/feed.py
+    areas: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RegisterSettings:
+    # `linli import` refuses a file that would mark more than this share of the active
+    # residents inactive (a truncated export, the wrong sheet) unless --allow-shrink is given
+    max_shrink: float = 0.2
+    max_rows: int = 500_000  # data rows in one register file
+
+
+@dataclass(frozen=True)
 class WorldSettings:
+    # the register file the world plays (it reads the file, never Linli's database)
+    register: str = ""
+    groups: str = ""  # its groups file; empty: the world has no groups but the register's
     host: str = "127.0.0.1"
     port: int = 8081
     seed: int = 7
@@ -148,6 +174,8 @@ class Settings:
     escalation: EscalationSettings = EscalationSettings()
     requests: RequestSettings = RequestSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    register: RegisterSettings = RegisterSettings()
+    cap: CapSettings = CapSettings()
     world: WorldSettings = WorldSettings()
     timezone: str = "Asia/Shanghai"
     source: str = "<defaults>"
@@ -265,4 +293,82 @@ def load(path: str | Path | None = "config.toml", env: dict | None = None) -> Se
         raise ConfigError(f"{source}: [oa] token is missing (or set LINLI_OA_TOKEN)")
     if not 0 <= settings.server.timestamp_window_s:
         raise ConfigError(f"{source}: [server] timestamp_window_s must be >= 0")
+    if not 0 <= settings.register.max_shrink <= 1:
+        raise ConfigError(f"{source}: [register] max_shrink must be between 0 and 1 (a share)")
+    if settings.register.max_rows < 1:
+        raise ConfigError(f"{source}: [register] max_rows must be at least 1")
     return settings
+
+
+# -- demo credentials ----------------------------------------------------------------------------
+# Values that ship in config.toml (or as defaults) for the embedded local world. Anyone who has
+# the repository has them: fine on 127.0.0.1, a hole anywhere residents' phones can reach.
+DEMO_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("server", "link_secret"): ("local-demo-link-secret", "change-me-link-secret", ""),
+    ("dashboard", "password"): ("linli-demo",),
+    ("wecom", "secret"): ("local-world-wecom-secret",),
+    ("wecom", "token"): ("LinliDemoToken",),
+    ("wecom", "encoding_aes_key"): ("DoGSgGYHvHZ1kpKiLeN/CkVCF2nfZMlKuaRTqkebPek",),
+    ("oa", "app_secret"): ("local-world-oa-secret",),
+    ("oa", "token"): ("LinliDemoOaToken",),
+    ("oa", "encoding_aes_key"): ("IAwXHcDruPbdm2v2HhxYwWPtMLgYWsckWfoHVwFg8KA",),
+}
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+
+
+def is_local_url(url: str) -> bool:
+    """True when a URL names this machine or the local network's mDNS names (*.local)."""
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return False
+    return host in LOCAL_HOSTS or host.startswith("127.") or host.endswith(".local") or host == ""
+
+
+def deployment_problems(settings: Settings) -> list[str]:
+    """Every demo credential still in use while server.public_url reaches beyond this machine,
+    each as one sentence naming the key and how to set it. Empty when the URL is local."""
+    if is_local_url(settings.server.public_url):
+        return []
+    out = []
+    for (section, key), demo in DEMO_VALUES.items():
+        value = getattr(getattr(settings, section), key)
+        if value not in demo:
+            continue
+        env = f"LINLI_{section.upper()}_{key.upper()}"
+        what = "is empty" if value == "" else "is still the demo value from the repository"
+        fix = {"link_secret": " (or run `linli init`, which writes a random one into the config file)",
+               "encoding_aes_key": " to the 43-character EncodingAESKey from the platform console",
+               "token": " to the Token from the platform console",
+               "secret": " to the app's Secret from the WeCom console",
+               "app_secret": " to the AppSecret from the Official Account console"}.get(key, "")
+        out.append(f"[{section}] {key} {what}; set {env}{fix}")
+    return out
+
+
+def generate_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def write_key(path: str | Path, section: str, key: str, value: str) -> None:
+    """Set `key = "value"` in [section] of a TOML file in place, keeping every other line and
+    comment: the key's line is replaced (its trailing comment kept), else the key is added under
+    the section's header, else the section is appended."""
+    p = Path(path)
+    text = p.read_text(encoding="utf-8")
+    quoted = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    header = re.compile(rf"^\[{re.escape(section)}\][ \t]*(#.*)?$", re.M)
+    m = header.search(text)
+    if m is None:
+        text = text.rstrip("\n") + f"\n\n[{section}]\n{key} = {quoted}\n"
+    else:
+        nxt = re.compile(r"^\[", re.M).search(text, m.end())
+        end = nxt.start() if nxt else len(text)
+        body = text[m.end():end]
+        line = re.compile(rf'^([ \t]*{re.escape(key)}[ \t]*=[ \t]*)("(?:[^"\\]|\\.)*"|\'[^\']*\'|[^\s#]+)', re.M)
+        if line.search(body):
+            body = line.sub(lambda k: k.group(1) + quoted, body, count=1)
+        else:
+            body = f"\n{key} = {quoted}" + body
+        text = text[:m.end()] + body + text[end:]
+    p.write_text(text, encoding="utf-8")

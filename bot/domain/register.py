@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
+import tempfile
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -86,13 +87,16 @@ SPLIT_RE = re.compile(r"[、,，/;；\s]+")
 DEFAULT_COMMUNITY = "社区"
 NO_VULNERABILITY = "无"
 
-# Limits. A 100,000-household community is ~240,000 rows and a 27 MB CSV (a 16 MB XLSX whose
-# parts unpack to ~150 MB); these leave ample room above that and refuse what no register is.
+# Limits. A 100,000-household community is ~240,000 rows: a 27 MB CSV, or a 20 MB XLSX whose
+# sheet unpacks to 190 MB (openpyxl's inline strings; Excel's shared strings make it smaller).
+# These leave ample room above that and refuse what no register is.
 MAX_ROWS = 500_000              # data rows; [register] max_rows overrides
 MAX_SHRINK = 0.2                # share of active residents one import may inactivate
 MAX_FILE_BYTES = 256 << 20      # a CSV on disk
 MAX_UNPACKED_BYTES = 768 << 20  # an XLSX's parts, as their zip entries declare them
 MAX_SHARED_STRINGS = 128 << 20  # openpyxl holds the shared-string table in memory whole
+MAX_PACK_RATIO = 200            # unpacked / packed, for a part larger than BOMB_CHECK_BYTES
+BOMB_CHECK_BYTES = 16 << 20
 MAX_LINE_CHARS = 64 << 10       # one physical CSV line (a row is ~150 characters)
 MAX_COLUMNS = 256               # columns read from an XLSX row (the register has 13)
 MAX_GROUP_ROWS = 100_000
@@ -128,6 +132,7 @@ class ImportReport:
     bad_count: int = 0        # every bad row, also those past MAX_BAD_KEPT
     rows: int = 0             # data rows read
     dry_run: bool = False
+    refusal: str = ""         # dry run: why the real import would be refused (too many leave)
     committed: bool = False
 
     def add_bad(self, bad: BadRow) -> None:
@@ -150,6 +155,7 @@ class FileRefused(RegisterError):
 
     def __init__(self, code: str, report: ImportReport | None = None, **params):
         super().__init__(problem(code, **params), report, code)
+        self.found = False  # missing_columns: whether some of the required columns were there
 
 
 class BadRowsError(RegisterError):
@@ -188,7 +194,7 @@ def _sniff(path: Path) -> str:
         raise FileRefused("unreadable", path=str(path), detail=e.strerror or str(e)) from None
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "xlsx"
-    if head.startswith(b"\xd0\xcf\x11\xe0"):  # OLE2: Excel 97-2003 .xls
+    if head.startswith(b"\xd0\xcf\x11\xe0"):  # OLE2: Excel 97-2003 .xls, or a password-protected .xlsx
         raise FileRefused("old_xls")
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text" is UTF-16
         raise FileRefused("utf16")
@@ -234,6 +240,7 @@ class _Table:
         self.path, self.sheet = path, sheet
         self.kind = _sniff(path)
         self.wb = None
+        self.spool = None
         if self.kind == "csv":
             self.encoding = _csv_encoding(path) if sheet == 0 else None
         else:
@@ -262,19 +269,41 @@ class _Table:
             raise FileRefused("unreadable", path=str(self.path), detail=str(e)) from None
 
     def _xlsx_rows(self):
+        if self.spool is not None:  # read whole once already: the second pass reads the spool
+            self.spool.seek(0)
+            for line in csv.reader(self.spool):
+                yield int(line[0]), line[1:]
+            return
+        if self.sheet >= len(self.wb.worksheets):  # a workbook of chart sheets only, or none
+            return
         ws = self.wb.worksheets[self.sheet]
+        # parsing the sheet's XML is most of an XLSX import's time: the first full read copies
+        # the non-blank rows to a temporary CSV on disk (memory stays flat) for the next one
+        spool = tempfile.TemporaryFile("w+", encoding="utf-8", newline="")
+        out = csv.writer(spool)
         n = 0
         try:
             for n, row in enumerate(ws.iter_rows(values_only=True, max_col=MAX_COLUMNS), start=1):
                 if n > EXCEL_MAX_ROWS:  # openpyxl pads up to any row number the XML claims
                     raise FileRefused("too_many_rows", limit=EXCEL_MAX_ROWS)
-                yield n, [_cell(v) for v in row]
+                cells = [_cell(v) for v in row]
+                if any(cells):
+                    out.writerow([n, *cells])
+                yield n, cells
         except FileRefused:
+            spool.close()
             raise
         except Exception as e:  # noqa: BLE001 - see _open_workbook
+            spool.close()
             raise FileRefused("bad_workbook", detail=f"row {n + 1}: {type(e).__name__}") from None
+        except BaseException:  # GeneratorExit: the header search stopped early; no spool
+            spool.close()
+            raise
+        self.spool = spool
 
     def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
         if self.wb is not None:
             self.wb.close()
 
@@ -288,13 +317,20 @@ def _open_workbook(path: Path):
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
+    except Exception as e:  # noqa: BLE001
+        # zipfile on a damaged archive raises BadZipFile, but also NotImplementedError (an
+        # unknown zip version, found by the fuzz target), ValueError, EOFError, OSError ...
         raise FileRefused("bad_workbook", detail=type(e).__name__) from None
     names = {i.filename for i in infos}
     if "xl/workbook.xml" not in names:
         raise FileRefused("not_workbook")
     if sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES or any(
             i.filename == "xl/sharedStrings.xml" and i.file_size > MAX_SHARED_STRINGS for i in infos):
+        raise FileRefused("too_big_unpacked", limit_mb=MAX_UNPACKED_BYTES >> 20)
+    # a sheet packs about 10:1 (measured: 9.3 for the 100k-household register); a large part
+    # packed hundreds to one is repetition made to be unpacked, i.e. a zip bomb under the cap
+    if any(i.file_size > BOMB_CHECK_BYTES and i.file_size > MAX_PACK_RATIO * max(i.compress_size, 1)
+           for i in infos):
         raise FileRefused("too_big_unpacked", limit_mb=MAX_UNPACKED_BYTES >> 20)
     try:
         return openpyxl.load_workbook(path, read_only=True, data_only=True)
@@ -316,7 +352,8 @@ def _header_lookup(columns: dict) -> dict[str, str]:
     return {alias.lower().replace(" ", ""): canon for canon, al in columns.items() for alias in al}
 
 
-def _find_header(rows: Iterator[tuple[int, list[str]]], columns: dict, required: tuple[str, ...]):
+def _find_header(rows: Iterator[tuple[int, list[str]]], columns: dict, required: tuple[str, ...],
+                 where: str = ""):
     """The header row: the first of the first few non-blank rows that has every required column
     (a title row above the header is common). Returns (row number, {canon: index}, headers)."""
     lookup = _header_lookup(columns)
@@ -338,16 +375,19 @@ def _find_header(rows: Iterator[tuple[int, list[str]]], columns: dict, required:
     _, mapping, cells = first
     missing = [c for c in required if c not in mapping]
     names = "、".join(f"{columns[c][0]}（{columns[c][-1]}）" for c in missing)
-    raise FileRefused("missing_columns", columns=names, seen="、".join(h for h in cells if h)[:300])
+    e = FileRefused("missing_columns", columns=names, seen="、".join(h for h in cells if h)[:300],
+                    where=where)
+    e.found = any(c in mapping for c in required)  # some of the required columns are there
+    raise e
 
 
 class _Sheet:
     """A sheet with its header found: records as {canonical column: value}, and how the file
     names each column (for row errors)."""
 
-    def __init__(self, table: _Table, columns: dict, required: tuple[str, ...]):
+    def __init__(self, table: _Table, columns: dict, required: tuple[str, ...], where: str = ""):
         self.table = table
-        self.header_row, self.index, headers = _find_header(table.rows(), columns, required)
+        self.header_row, self.index, headers = _find_header(table.rows(), columns, required, where)
         self.label = {c: headers[i] for c, i in self.index.items()}
         self.columns = columns
 
@@ -541,15 +581,15 @@ def _signature(name, phone, household_id, node_id, roles, vulnerable, social_wor
 
 
 class _Existing:
-    """The register as it stands: person key -> [id, signature, active], households by place."""
+    """The register as it stands: person key -> (id, signature, active), households by place."""
 
     def __init__(self, store: Store):
         self.residents: dict[str, list] = {}
         self.active = 0
         for (rid, key, name, phone, hh, node, roles, vuln, sw, wecom, oa, active, _) in \
                 data.iter_residents(store):
-            self.residents[key] = [rid, _signature(name, phone, hh, node, roles, vuln, sw, wecom, oa),
-                                   active]
+            self.residents[key] = (rid, _signature(name, phone, hh, node, roles, vuln, sw, wecom, oa),
+                                   active)
             self.active += active
         self.households: dict[tuple, list] = {
             (b, u, r): [hid, label, active] for hid, b, u, r, label, active in data.iter_households(store)}
@@ -584,15 +624,16 @@ def import_register(store: Store, path: str | Path, *, groups_path: str | Path |
             raise FileRefused("no_good_rows", report)
         groups = _read_groups(Path(path), table, groups_path)
 
-        existing = _Existing(store)
-        leaving = sum(1 for k, (_, _, active) in existing.residents.items() if active and k not in good)
-        if existing.active and leaving > max_shrink * existing.active and not allow_shrink:
-            report.inactivated = leaving
-            raise ShrinkRefused(problem("shrink", n=leaving, total=existing.active,
-                                        pct=round(100 * leaving / existing.active, 1),
-                                        limit=round(100 * max_shrink, 1)), report)
         try:
+            # the write lock is taken only now: the first pass above read the file alone
             with store.transaction():
+                existing = _Existing(store)
+                try:
+                    _refuse_shrink(existing, good, report, max_shrink, allow_shrink)
+                except ShrinkRefused as e:
+                    if not dry_run:
+                        raise
+                    report.refusal = str(e)  # a dry run still shows what the file would change
                 data.defer_foreign_keys(store)  # a row may name a social worker listed below it
                 _write(store, sheet, checked, existing, groups, report, now, skip_bad)
                 if report.bad_count and not skip_bad:
@@ -605,14 +646,26 @@ def import_register(store: Store, path: str | Path, *, groups_path: str | Path |
     return report
 
 
+def _refuse_shrink(existing: _Existing, good: set[str], report: ImportReport, max_shrink: float,
+                   allow_shrink: bool) -> None:
+    """A file that would mark more than max_shrink of the active residents inactive is more
+    likely a truncated export or the wrong sheet than a third of the community moving out."""
+    leaving = sum(1 for k, (_, _, active) in existing.residents.items() if active and k not in good)
+    if existing.active and leaving > max_shrink * existing.active and not allow_shrink:
+        report.inactivated = leaving
+        raise ShrinkRefused(problem("shrink", n=leaving, total=existing.active,
+                                    pct=round(100 * leaving / existing.active, 1),
+                                    limit=round(100 * max_shrink, 1)), report)
+
+
 def _read_groups(path: Path, table: _Table, groups_path) -> list[tuple[int, dict]] | None:
     """The groups sheet (second XLSX sheet) or file, small enough to hold; None when there is none
     (the groups stay as they are)."""
     if groups_path is not None:
         with _opened(Path(groups_path)) as gt:
-            return _group_records(gt)
+            return _group_records(gt, implicit=False)
     if table.kind == "xlsx" and len(table.wb.worksheets) > 1:
-        return _group_records(_SecondSheet(table))
+        return _group_records(_SecondSheet(table), implicit=True)
     return None
 
 
@@ -621,17 +674,21 @@ class _SecondSheet(_Table):
 
     def __init__(self, table: _Table):  # noqa: super().__init__ would open the file again
         self.path, self.sheet, self.kind, self.wb = table.path, 1, "xlsx", table.wb
+        self.spool = None
 
     def close(self) -> None:
-        pass
+        if self.spool is not None:
+            self.spool.close()
 
 
-def _group_records(table: _Table) -> list[tuple[int, dict]] | None:
+def _group_records(table: _Table, implicit: bool) -> list[tuple[int, dict]] | None:
+    """implicit: the workbook's second sheet, which may be something else (notes, last year's
+    list): without a group name or kind column it is not a groups sheet."""
     try:
-        sheet = _Sheet(table, GROUP_COLUMNS, GROUP_REQUIRED)
+        sheet = _Sheet(table, GROUP_COLUMNS, GROUP_REQUIRED, where="groups")
     except FileRefused as e:
-        if e.code == "no_header":
-            return None  # an empty groups sheet: no groups given, the groups stay as they are
+        if e.code == "no_header" or (implicit and e.code == "missing_columns" and not e.found):
+            return None  # no groups given: the groups stay as they are
         raise
     out = []
     for n, r in sheet.records():
@@ -663,6 +720,8 @@ def _write(store: Store, sheet: _Sheet, checked: _Checked, existing: _Existing, 
                   if checked.keys[key] not in checked.bad_rows}
     seen_res: set[int] = set()
     seen_hh: set[int] = set()
+    # group owners are named; only those names are worth remembering (not every resident's)
+    owners = {g.get("owner") for _, g, _ in groups or () if g.get("owner")}
     ids_by_name: dict[str, list[int]] = {}
     links: list[tuple[int, int, int]] = []
     ranks: dict[int, int] = {}
@@ -728,7 +787,8 @@ def _write(store: Store, sheet: _Sheet, checked: _Checked, existing: _Existing, 
                 report.updated += 1
         rows_of[rid] = i
         seen_res.add(rid)
-        ids_by_name.setdefault(row["name"], []).append(rid)
+        if row["name"] in owners:
+            ids_by_name.setdefault(row["name"], []).append(rid)
         for level, role in LEAD_ROLES_BY_LEVEL.items():
             if role in row["roles"]:
                 level_node = tree.ids["/".join(n for _, n in parts[:{"grid": 2, "building": 4}[level]])]
@@ -781,8 +841,8 @@ def _write_groups(store, tree: _Tree, groups: list, ids_by_name, report: ImportR
         path = "/".join(n for _, n in _node_parts(g))
         node_id = tree.ids.get(path)
         if node_id is None:
-            report.add_bad(BadRow(i, col("building") if g.get("building") else col("grid"),
-                                  problem("no_such_place", place=path), "groups"))
+            deepest = [lv for lv in PLACE_LEVELS if g.get(lv)][-1]  # community is always set
+            report.add_bad(BadRow(i, col(deepest), problem("no_such_place", place=path), "groups"))
             continue
         owner_id = None
         if g.get("owner"):
