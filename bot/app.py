@@ -12,6 +12,7 @@ import sqlite3
 import aiohttp
 from aiohttp import web
 
+from bot.core import vocabulary
 from bot.core.clock import Clock
 from bot.core.config import Settings
 from bot.core.dispatcher import Dispatcher
@@ -57,6 +58,9 @@ class App:
         self.role = role
         self.dispatch_inline = role == "all"
         self.settings = settings
+        # the office's own words on top of bot/core/vocabulary.toml
+        vocabulary.reset()
+        vocabulary.extend(settings.vocabulary)
         self.store = store or Store(settings.store.path)
         self.clock = clock or Clock()
         self.http: aiohttp.ClientSession | None = None

@@ -29,7 +29,9 @@ async def test_world_and_serve_exchange_messages(tmp_path):
                LINLI_WORLD_PORT=str(world_port), LINLI_WECOM_API_BASE=f"http://127.0.0.1:{world_port}",
                LINLI_OA_API_BASE=f"http://127.0.0.1:{world_port}", LINLI_WORLD_RESIDENT_REPLY_PROBABILITY="1",
                LINLI_WORLD_RESIDENT_DELAY_S="[0, 1]", LINLI_WORLD_LEAD_DELAY_S="[0, 1]",
-               LINLI_WORLD_REQUEST_PROBABILITY="0")
+               LINLI_WORLD_REQUEST_PROBABILITY="0",
+               # the world plays the same register file Linli imported (never Linli's database)
+               LINLI_WORLD_REGISTER=str(reg), LINLI_WORLD_GROUPS=str(info["groups_file"]))
     serve = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--config", "config.toml"], cwd=ROOT, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     world = subprocess.Popen([sys.executable, "-m", "bot", "world", "--config", "config.toml"], cwd=ROOT, env=env,

@@ -49,6 +49,9 @@ class ServerSettings:
     # `linli serve`: HTTP front processes sharing the port; -1 = cores - 1 (at least 1);
     # 0 = one process does everything
     fronts: int = -1
+    body_read_timeout_s: float = 10.0  # a callback body not received by then: 408, connection closed
+    record_give_up_s: float = 3.0  # a valid callback not recorded by then: 503 + Retry-After (platform retries)
+    inbound_retention_days: int = 30  # handled callbacks older than this are pruned (at least 1 day)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,14 @@ class SendSettings:
     backoff_max_s: float = 30.0
     timeout_s: float = 10.0
     concurrency: int = 32
+    # a warning's sends retry until it expires (or this long after they were written, if later)
+    retry_budget_s: float = 600.0
+    # circuit breaker per channel: open after this many transient failures in a row, probe after a
+    # cool-down (doubling up to the max), tell staff at most once per notice gap
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 10.0
+    breaker_cooldown_max_s: float = 30.0
+    breaker_notice_gap_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,13 @@ class EscalationSettings:
     followup_after_min: dict = field(
         default_factory=lambda: {"blue": 120, "yellow": 60, "orange": 30, "red": 20})
     default_expiry_h: int = 12
+    # vulnerable first: at these colours every vulnerable resident in scope gets a one-to-one task
+    # when the warning goes out, whatever they answer (at others, silence triggers it)
+    vulnerable_first_colours: list = field(default_factory=lambda: ["orange", "red"])
+    # minutes a task has before it climbs: social worker -> grid lead -> staff
+    followup_deadline_min: dict = field(
+        default_factory=lambda: {"blue": 480, "yellow": 240, "orange": 120, "red": 60})
+    followup_retry_min: int = 30  # 不在家: asked again after this long
 
 
 @dataclass(frozen=True)
@@ -119,7 +137,7 @@ class RequestSettings:
         "water": ["进水", "积水", "漏水", "水管", "下水道", "排水", "堵", "停水"],
         "electricity": ["停电", "灯", "电梯", "漏电", "跳闸", "电线"],
         "safety": ["着火", "起火", "烟", "燃气", "煤气", "被困", "受伤", "危险", "倒塌", "树倒"],
-        "elderly": ["老人", "独居", "一个人在家", "看看", "行动不便", "生病"],
+        "elderly": ["老人", "独居", "一个人在家", "行动不便", "生病"],
         "noise": ["噪音", "吵", "扰民", "油烟"],
         "environment": ["垃圾", "卫生", "异味", "脏"],
         "parking": ["停车", "车位", "挪车", "车库"],
@@ -138,6 +156,20 @@ class CapSettings:
     # a weather feed's CAP <area> (areaDesc or geocode) -> "*" (the whole community), a list of
     # grid/compound/building names (a part), or [] (outside this community); bot/domain/feed.py
     areas: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UpwardSettings:
+    # coverage reported to the street office: minutes after issue, then at the end
+    points_min: list = field(default_factory=lambda: [10, 30])
+    channel: str = ""  # "robot" (a WeCom group robot key) | "wecom_appchat" (an app chat id) | "" off
+    target: str = ""  # the robot key or app chat id
+    webhook_url: str = ""  # also POST the figures as JSON here
+    cap_url: str = ""  # for warnings that came in as CAP: a CAP 1.2 Ack/Update back to this endpoint
+    cap_sender: str = "linli"
+    cap_msg_type: str = "Ack"  # or "Update"
+    notices: bool = False  # report notices (通知) too
+    max_age_h: float = 48  # never report warnings older than this (turning the feature on)
 
 
 @dataclass(frozen=True)
@@ -176,7 +208,10 @@ class Settings:
     dashboard: DashboardSettings = DashboardSettings()
     register: RegisterSettings = RegisterSettings()
     cap: CapSettings = CapSettings()
+    upward: UpwardSettings = UpwardSettings()
     world: WorldSettings = WorldSettings()
+    # words the bot reads, added to bot/core/vocabulary.toml's lists: { "replies.ack" = ["晓得了"] }
+    vocabulary: dict = field(default_factory=dict)
     timezone: str = "Asia/Shanghai"
     source: str = "<defaults>"
 
@@ -195,6 +230,14 @@ class Settings:
 
 def _coerce(value, typ, where: str):
     origin = typing.get_origin(typ) or typ
+    if typ in ("bool", bool):
+        if isinstance(value, bool):
+            return value
+        if str(value).strip().lower() in ("true", "1", "yes", "on"):
+            return True
+        if str(value).strip().lower() in ("false", "0", "no", "off", ""):
+            return False
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
     if typ in ("int", int):
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
@@ -271,8 +314,8 @@ def load(path: str | Path | None = "config.toml", env: dict | None = None) -> Se
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{source}: not valid TOML: {e}") from None
     sections = {f.name: f.type for f in dataclasses.fields(Settings)
-                if f.name not in ("timezone", "source")}
-    unknown = set(raw) - set(sections) - {"timezone"}
+                if f.name not in ("timezone", "source", "vocabulary")}
+    unknown = set(raw) - set(sections) - {"timezone", "vocabulary"}
     if unknown:
         raise ConfigError(f"{source}: unknown section or key {sorted(unknown)[0]!r} "
                           f"(known sections: {', '.join(sorted(sections))})")
@@ -284,7 +327,12 @@ def load(path: str | Path | None = "config.toml", env: dict | None = None) -> Se
             raise ConfigError(f"{source}: {name} must be a [{name}] table")
         kwargs[name] = _section(cls, sect, env, name, source)
     tz = env.get("LINLI_TIMEZONE", raw.get("timezone", "Asia/Shanghai"))
-    settings = Settings(**kwargs, timezone=_coerce(tz, str, f"{source}: timezone"), source=source)
+    vocab = raw.get("vocabulary", {})
+    if not isinstance(vocab, dict) or not all(isinstance(v, list) for v in vocab.values()):
+        raise ConfigError(f"{source}: [vocabulary] maps a list name to a list of words, "
+                          f'e.g. "replies.ack" = ["晓得了"]')
+    settings = Settings(**kwargs, timezone=_coerce(tz, str, f"{source}: timezone"), source=source,
+                        vocabulary=vocab)
     _check_aes_key(settings.wecom.encoding_aes_key, f"{source}: [wecom] encoding_aes_key")
     _check_aes_key(settings.oa.encoding_aes_key, f"{source}: [oa] encoding_aes_key")
     if settings.wecom.corp_id and not settings.wecom.token:

@@ -100,6 +100,8 @@ def map_areas(deps: Deps, areas: list[CapArea]) -> tuple[list[int] | None, list[
     for a in areas:
         keys = [v for _, v in a.geocodes if v] + ([a.desc] if a.desc else [])
         hit = next((mapping[k] for k in keys if k in mapping), None)
+        if isinstance(hit, str):
+            hit = [hit]  # "番禺区" = "*" reads as ["*"]
         if hit is None:
             place = org.find_place(store, a.desc) if a.desc else None
             hit = [place["path"]] if place is not None else None
