@@ -39,8 +39,8 @@ def hold_write_lock(path):
 
 
 async def test_valid_message_whose_record_times_out_gets_503_then_its_retry_lands(tmp_path, monkeypatch, caplog):
-    app = as_front(make_app(make_settings(tmp_path)))
-    monkeypatch.setattr(inbox, "RECORD_GIVE_UP_S", 0.0)  # give up at the first busy answer
+    # give up at the first busy answer
+    app = as_front(make_app(make_settings(tmp_path, server={"record_give_up_s": 0.0})))
     query, body = wecom_request(text_xml(msg_id="61"))
     locker = hold_write_lock(app.store.path)  # the worker (or another front) holds the lock
     async with client_for(app) as client:
@@ -162,8 +162,8 @@ def _head(query: str, length: int) -> bytes:
 
 
 async def test_half_sent_body_gets_408_and_the_connection_closes(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(routes, "BODY_READ_TIMEOUT_S", 0.01)  # the rest of the body never comes
-    app = make_app(make_settings(tmp_path))
+    # the rest of the body never comes
+    app = make_app(make_settings(tmp_path, server={"body_read_timeout_s": 0.01}))
     query, body = wecom_request(text_xml(msg_id="71"))
     qs = "&".join(f"{k}={v}" for k, v in query.items())
     async with production_server(app) as port:
@@ -196,8 +196,7 @@ async def test_a_client_that_disconnects_mid_body_is_one_log_line(tmp_path, capl
 
 
 async def test_body_timeout_zero_turns_it_off(tmp_path, monkeypatch):
-    monkeypatch.setattr(routes, "BODY_READ_TIMEOUT_S", 0)
-    app = make_app(make_settings(tmp_path))
+    app = make_app(make_settings(tmp_path, server={"body_read_timeout_s": 0}))
     query, body = wecom_request(text_xml(msg_id="73"))
     async with client_for(app) as client:
         resp = await client.post("/wecom/callback", params=query, data=body)

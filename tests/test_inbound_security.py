@@ -124,8 +124,9 @@ async def test_a_message_that_was_not_recorded_leaves_no_nonce(tmp_path, monkeyp
 
     async with client_for(app) as client:
         monkeypatch.setattr(rows, "record_batch", locked)
-        from bot.transports.inbound import inbox
-        monkeypatch.setattr(inbox, "RECORD_GIVE_UP_S", 0.0)
+        import dataclasses
+        monkeypatch.setattr(app, "settings", dataclasses.replace(
+            app.settings, server=dataclasses.replace(app.settings.server, record_give_up_s=0.0)))
         assert (await client.post("/oa/callback", params=query, data=body)).status == 503
         monkeypatch.setattr(rows, "record_batch", real)
         assert (await client.post("/oa/callback", params=query, data=body)).status == 200
