@@ -10,7 +10,7 @@ import importlib
 import sys
 
 BENCHMARKS = {
-    "callbacks": "inbound callbacks/s and p50/p99: Linli vs wechatpy+Flask vs in-process ceiling",
+    "callbacks": "inbound callbacks: Linli vs Flask (sync, gthread), aiohttp on gunicorn, the in-process ceiling; full per-message cost",
     "relay": "one alert to 100,000 residents through the local world (bench/relay.py)",
     "idle": "worker CPU while idle with 0 / 100k / 1M rows of inbound history (bench/idle.py)",
     "page": "the alert page at 10k/30k/100k households: server time, bytes, live update, loop lag; vs the old page (bench/page.py)",

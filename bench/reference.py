@@ -1,7 +1,8 @@
-"""The work every target does for one callback, written the straightforward way with wechatpy:
-verify the signature, decrypt, parse (wechatpy.enterprise.parse_message), insert one row shaped
-like Linli's `inbound` table, commit. Shared by the in-process ceiling and the Flask reference so
-the two do exactly the same thing. No Flask import here: the smoke test imports this module.
+"""The work every reference does for one callback, written the straightforward way with wechatpy:
+verify the signature, decrypt, parse (wechatpy.enterprise.parse_message), insert one row into
+Linli's `inbound` table, commit. Shared by the in-process ceiling, the Flask references (sync and
+threaded gunicorn workers) and the aiohttp reference (`aiohttp_app`, gunicorn's aiohttp worker),
+so they all do exactly the same thing. No Flask import here: the smoke tests import this module.
 """
 from __future__ import annotations
 
@@ -53,6 +54,22 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+def prefill_history(conn: sqlite3.Connection, rows: int, n_users: int = 500,
+                    now: float | None = None) -> None:
+    """`rows` rows of handled inbound history (state 'done', received over the last days, well
+    inside Linli's 30-day retention so nothing is pruned during a run), written with one
+    INSERT ... SELECT: a million rows take seconds, not the minutes a callback each would."""
+    now = time.time() if now is None else now
+    raw = message_xml("bench0000", "收到", 0, int(now))
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+        "INSERT INTO inbound (dedupe_key, channel, user_id, msg_type, content, at, received_at, "
+        "raw, state) SELECT 'wecom:msg:h' || i, 'wecom', 'bench' || printf('%04d', i % ?), "
+        "'text', '收到', ? - i * 0.25, ? - i * 0.25, ?, 'done' FROM n",
+        (rows, max(1, n_users), now, now, raw))
+    conn.commit()
+
+
 def make_crypto() -> WeChatCrypto:
     return WeChatCrypto(TOKEN, AES_KEY, CORP_ID)
 
@@ -66,6 +83,37 @@ def handle(crypto: WeChatCrypto, conn: sqlite3.Connection, signature: str, times
     conn.execute(INSERT, (f"wecom:msg:{msg.id}", "wecom", msg.source, None, None, msg.type,
                           getattr(msg, "content", None), None, float(msg.time), time.time(), xml))
     conn.commit()
+
+
+async def aiohttp_app():
+    """The same handler the usual async way: an aiohttp route calling handle() (the commit runs
+    on the event loop: SQLite in WAL mode commits without an fsync at synchronous=NORMAL), one
+    connection per process. Served with gunicorn's aiohttp worker, one process per core:
+    `gunicorn -k aiohttp.GunicornUVLoopWebWorker bench.reference:aiohttp_app` (BENCH_DB set)."""
+    import os
+
+    from aiohttp import web
+    from wechatpy.enterprise.exceptions import InvalidCorpIdException
+    from wechatpy.exceptions import InvalidSignatureException
+
+    crypto, conn = make_crypto(), connect(os.environ["BENCH_DB"])
+
+    async def callback(request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            handle(crypto, conn, q.get("msg_signature", ""), q.get("timestamp", ""),
+                   q.get("nonce", ""), await request.read())
+        except (InvalidSignatureException, InvalidCorpIdException):
+            raise web.HTTPForbidden() from None
+        return web.Response(text="success")
+
+    async def close(_app) -> None:
+        conn.close()
+
+    app = web.Application()
+    app.router.add_post(PATH, callback)
+    app.on_cleanup.append(close)
+    return app
 
 
 # -- building requests as the platform does ------------------------------------------------

@@ -219,26 +219,43 @@ async def alert_command(settings, args) -> int:
             except OSError as e:
                 print(f"cannot read {args.file}: {e.strerror}", file=sys.stderr)
                 return 2
-            alert_id = cap.ingest(app, xml)
-            if alert_id is None:
-                print("already ingested; nothing to do")
+            out = cap.receive(app, xml)
+            if out.alert_id is None or out.outcome not in ("relayed", "updated", "lifted"):
+                print(f"{out.outcome}: {out.reason or 'nothing relayed'} (CAP message #{out.cap_id})")
                 return 0
+            alert_id = out.alert_id
+        elif args.action == "cap-release":
+            from bot.domain import feed
+
+            out = feed.release(app, args.id, scope_words=[s for s in args.scope.split(",") if s.strip()])
+            alert_id = out.alert_id
+        elif args.action == "retry":
+            n = app.outbox.retry([int(i) for i in args.ids] or None, alert_id=args.alert)
+            print(f"{n} dead or failed sends put back in the outbox; a running `linli serve` sends them")
+            return 0
         elif args.action == "send":
             issuer = alerts.issuer_named(store, args.issuer)
             if args.issuer and issuer is None:
                 print(f"no active person named {args.issuer} in the register", file=sys.stderr)
                 return 1
             scope = alerts.resolve_scope(store, [s for s in args.scope.split(",") if s.strip()])
-            alert_id = alerts.issue(app, Draft(type=alerts.parse_type(args.type),
-                                               colour=alerts.parse_colour(args.colour), text=args.text,
+            vulnerable = getattr(args, "vulnerable", None)
+            audience = None if vulnerable is None else ([w for w in vulnerable.split(",") if w] or ["*"])
+            type_ = alerts.parse_type(args.type)
+            colour = "blue" if type_ == alerts.NOTICE and not args.colour else alerts.parse_colour(args.colour or "")
+            alert_id = alerts.issue(app, Draft(type=type_, colour=colour, text=args.text,
                                                scope=scope, poll=args.poll, expires_h=args.expires_h,
-                                               issuer_id=issuer["id"] if issuer else None))
+                                               issuer_id=issuer["id"] if issuer else None, audience=audience,
+                                               status="exercise" if getattr(args, "drill", False) else "actual"))
         else:
             colour = alerts.parse_colour(args.colour) if args.action == "update" else None
             alert_id = alerts.follow_on(app, args.id, args.action, colour=colour, text=args.text)
     except AlertError as e:
         print(f"refused: {_refusal(e)}", file=sys.stderr)
         return 1
+    except ValueError as e:  # retry without ids or an alert
+        print(f"refused: {e}", file=sys.stderr)
+        return 2
     print(f"alert #{alert_id} {args.action}: {alerts.sends_count(store, alert_id)} sends queued; "
           "a running `linli serve` delivers them")
     return 0
@@ -270,9 +287,58 @@ def report_command(settings, args) -> int:
         if not args.alert or alerts.find(store, args.alert) is None:
             print("--alert ID of an existing alert is required", file=sys.stderr)
             return 2
+        if args.kind == "office":
+            from bot.domain import upward
+
+            with open(args.out, "wb") as f:
+                f.write(upward.alert_report(App(settings, store=store), args.alert))
+            print(f"wrote {args.out}")
+            return 0
         fmt = "xlsx" if args.out.lower().endswith(".xlsx") else "csv"
         rows = delivery_rows(SimpleNamespace(store=store, settings=settings), args.alert, None)
         with open(args.out, "wb") as f:
             f.write(table_bytes(rows, fmt, f"alert-{args.alert}"))
     print(f"wrote {args.out}")
     return 0
+
+
+def schedule_command(settings, args) -> int:
+    """`linli schedule …`: the same functions the chat's 定时 commands call."""
+    from bot.core import texts
+    from bot.domain import alerts, schedules
+    from bot.domain.alerts import AlertError
+
+    app = App(settings)
+    try:
+        if args.action == "list":
+            rows = schedules.list_schedules(app, include_ended=args.all)
+            for row in rows:
+                print(f"#{row['id']} [{row['state']}] {schedules.describe(app, row)}")
+            if not rows:
+                print("no scheduled notices")
+            return 0
+        if args.action == "examples":
+            made = schedules.seed_examples(app, issuer_id=(alerts.issuer_named(app.store, None) or {}).get("id"))
+            print(f"{len(made)} example recurring notices created (paused): linli schedule list")
+            return 0
+        if args.action == "add":
+            issuer = alerts.issuer_named(app.store, args.issuer)
+            job = schedules.draft(app, when_words=args.when, type=args.type or alerts.NOTICE,
+                                  colour=alerts.parse_colour(args.colour) if args.colour else "blue",
+                                  text=args.text, scope_words=[s for s in args.scope.split(",") if s.strip()],
+                                  missed=args.missed, issuer_id=issuer["id"] if issuer else None)
+            new = schedules.create(app, job)
+            print(f"schedule #{new}: {schedules.describe(app, schedules.get(app, new))}")
+            return 0
+        if args.action == "edit":
+            schedules.edit(app, args.id, when_words=args.when, text=args.text, missed=args.missed,
+                           scope_words=[s for s in args.scope.split(",") if s.strip()] if args.scope else None)
+        else:
+            getattr(schedules, args.action)(app, args.id)
+        print(f"schedule #{args.id}: {schedules.describe(app, schedules.get(app, args.id))}")
+        return 0
+    except (AlertError, schedules.ScheduleError) as e:
+        template = ("messages/alert_command_error.j2" if isinstance(e, AlertError)
+                    else "messages/schedule_error.j2")
+        print("refused: " + texts.render(template, code=e.code, **e.params).strip(), file=sys.stderr)
+        return 1

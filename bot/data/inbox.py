@@ -115,11 +115,13 @@ def prune(store: Store, *, handled_before: float, nonces_before: float, limit: i
     expired before `nonces_before`. Returns (inbound rows, nonces) deleted.
 
     The newest row is always kept: ids are never reused that way (SQLite hands out max(id) + 1),
-    and reply keys are built from inbound ids, so a reused id would silence a reply."""
+    and reply keys are built from inbound ids, so a reused id would silence a reply.
+    `+id` keeps the planner on the received_at index (a bare `id <` made it scan the primary key:
+    0.6-0.8 s a call at 1M rows, was measured; with the index, 3 ms for a full chunk)."""
     with store.transaction():
         rows = store.conn.execute(
             "DELETE FROM inbound WHERE id IN (SELECT id FROM inbound WHERE received_at < ? "
-            "AND state != 'new' AND id < (SELECT max(id) FROM inbound) LIMIT ?)",
+            "AND state != 'new' AND +id < (SELECT max(id) FROM inbound) LIMIT ?)",
             (handled_before, int(limit))).rowcount
         nonces = store.conn.execute(
             "DELETE FROM callback_nonces WHERE expires_at < ?", (nonces_before,)).rowcount
