@@ -91,3 +91,18 @@ def test_replay_of_more_takes_than_allowed_leaves_debt():
     level = b.replay([clock.now()] * 8)  # 8 at once from a 5-token bucket: 3 in debt
     assert level == -3
     assert b.wait_time() == 4.0  # back to one token after 4 s at 1/s
+
+
+def test_a_bucket_that_says_ready_takes_the_token():
+    """Regression: wait_time() called 0.99999998 of a token "ready" while try_acquire() refused it,
+    and the sender ignored the refusal: every send passed uncounted (193 of 223 dropped by WeCom)."""
+    from bot.transports.outbound.ratelimit import TokenBucket
+
+    t = [1000.0]
+    b = TokenBucket(30, now=lambda: t[0])  # 30 a minute: one token every 2 s
+    for _ in range(30):
+        assert b.try_acquire()
+    t[0] += 2.0 - 4e-8  # almost exactly one token back
+    assert b.wait_time() == 0.0
+    assert b.try_acquire()  # ready means taken
+    assert b.wait_time() > 0  # and it was counted: the next one must wait

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bot.core import resources
+
 SECRET_KEYS = {"secret", "token", "encoding_aes_key", "app_secret", "password", "link_secret", "feed_token"}
 
-ROOT = Path(__file__).resolve().parents[2]
-# the checked-in Dalong register that `linli demo` imports and `linli demo-data` rewrites
-DEMO_REGISTER = ROOT / "data" / "dalong_register.csv"
-DEMO_GROUPS = ROOT / "data" / "dalong_register_groups.csv"
+# the checked-in Dalong register (top-level data/) that `linli demo` imports and `linli demo-data`
+# rewrites: package data in an installed wheel, the checkout's files otherwise (bot/core/resources.py)
+DEMO_REGISTER = resources.shipped("data/dalong_register.csv")
+DEMO_GROUPS = resources.shipped("data/dalong_register_groups.csv")
 
 
 class ConfigError(Exception):
@@ -159,6 +161,15 @@ class CapSettings:
 
 
 @dataclass(frozen=True)
+class QuietSettings:
+    # a person's low-urgency notices (request reminders, notices to leads) within this many minutes
+    # become one digest; 0 = off (each goes on its own)
+    digest_interval_min: float = 15
+    cap_per_hour: int = 20  # non-reply messages to one person per hour; the rest wait for the digest (0 = no cap)
+    digest_max_lines: int = 20
+
+
+@dataclass(frozen=True)
 class UpwardSettings:
     # coverage reported to the street office: minutes after issue, then at the end
     points_min: list = field(default_factory=lambda: [10, 30])
@@ -209,6 +220,7 @@ class Settings:
     register: RegisterSettings = RegisterSettings()
     cap: CapSettings = CapSettings()
     upward: UpwardSettings = UpwardSettings()
+    quiet: QuietSettings = QuietSettings()
     world: WorldSettings = WorldSettings()
     # words the bot reads, added to bot/core/vocabulary.toml's lists: { "replies.ack" = ["晓得了"] }
     vocabulary: dict = field(default_factory=dict)
@@ -420,3 +432,34 @@ def write_key(path: str | Path, section: str, key: str, value: str) -> None:
             body = f"\n{key} = {quoted}" + body
         text = text[:m.end()] + body + text[end:]
     p.write_text(text, encoding="utf-8")
+
+
+def default_config_text() -> str:
+    """The repository's config.toml (shipped with the package): every section, commented, set up
+    for the embedded local world."""
+    return resources.shipped("config.toml").read_text(encoding="utf-8")
+
+
+def write_default(path: str | Path) -> bool:
+    """Write the commented default config to `path` (creating its directory) unless a file is
+    already there. True when it wrote one; an existing file is never touched. A path that cannot
+    be written (a directory, no permission) is a ConfigError naming it."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file")
+    if p.exists():
+        return False
+    text = default_config_text()
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file where the directory should be, no permission
+        raise ConfigError(f"{path}: cannot create its directory: {e.strerror or e}") from None
+    try:
+        # "x": never overwrite a file that appeared since the check above
+        with p.open("x", encoding="utf-8") as f:
+            f.write(text)
+    except FileExistsError:
+        return False
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot write the config file: {e.strerror or e}") from None
+    return True

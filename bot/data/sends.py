@@ -65,28 +65,64 @@ def has_fresh(store: Store, skip_channels: Iterable[str] = ()) -> bool:
                         " LIMIT 1", params) is not None
 
 
+REPLY = "reply"  # the purpose of an answer to a person's own command (bot.core.dispatcher)
+
+
 def claim(store: Store, now: float, limit: int, skip_channels: Iterable[str] = ()) -> list[dict]:
-    """Mark up to `limit` due rows 'sending' and return them: due retries first (so a big fan-out
-    does not starve them), then fresh rows in id order. Both queries walk the (state, next_at)
-    index and stop at the limit; an ORDER BY id over all pending rows would sort the whole
-    backlog on every claim (30 ms at 100k rows)."""
+    """Mark up to `limit` due rows 'sending' and return them, in this order:
+    1. replies (answers to a person's own command), each target's in command order: a reply is
+       claimed only when no earlier reply to the same target is pending or in flight, so two
+       replies are never in the air together and a deferred one holds back the ones after it;
+    2. due retries (so a big fan-out does not starve them);
+    3. fresh rows in id order.
+    Queries 2 and 3 walk the (state, next_at) index and stop at the limit; an ORDER BY id over
+    all pending rows would sort the whole backlog on every claim (30 ms at 100k rows). Query 1
+    reads the partial index of open replies, which holds only the few rows in flight."""
+    ids = claim_replies(store, now, limit, skip_channels)
     cond, chans = _not_in(skip_channels)
-    ids = [r[0] for r in store.conn.execute(
-        f"SELECT id FROM sends WHERE state = 'pending' AND next_at <= ?{cond}"
-        " ORDER BY next_at LIMIT ?", (now, *chans, limit))]
     if len(ids) < limit:
         ids += [r[0] for r in store.conn.execute(
-            f"SELECT id FROM sends WHERE state = 'pending' AND next_at IS NULL{cond} LIMIT ?",
-            (*chans, limit - len(ids)))]
+            f"SELECT id FROM sends WHERE state = 'pending' AND next_at <= ?{cond}"
+            " AND purpose != 'reply' ORDER BY next_at LIMIT ?", (now, *chans, limit - len(ids)))]
+    if len(ids) < limit:
+        ids += [r[0] for r in store.conn.execute(
+            f"SELECT id FROM sends WHERE state = 'pending' AND next_at IS NULL{cond}"
+            " AND purpose != 'reply' LIMIT ?", (*chans, limit - len(ids)))]
     return _mark_sending(store, ids, now)
+
+
+def claim_replies(store: Store, now: float, limit: int, skip_channels: Iterable[str] = ()) -> list[int]:
+    """Ids of the replies that may go now: due, and the first open reply of their target."""
+    if limit <= 0:
+        return []
+    cond, chans = _not_in(skip_channels)
+    return [r[0] for r in store.conn.execute(
+        # INDEXED BY: the planner would otherwise walk every pending row (a 5,000-row fan-out)
+        # by sends_state; the partial index holds only the open replies
+        "SELECT s.id FROM sends s INDEXED BY sends_open_replies"
+        " WHERE s.purpose = 'reply' AND s.state IN ('pending','sending')"
+        f" AND +s.state = 'pending' AND (s.next_at IS NULL OR s.next_at <= ?){cond}"
+        " AND NOT EXISTS (SELECT 1 FROM sends e WHERE e.purpose = 'reply'"
+        " AND e.state IN ('pending','sending') AND e.channel = s.channel AND e.target = s.target"
+        " AND e.id < s.id) ORDER BY s.id LIMIT ?", (now, *chans, limit))]
+
+
+def claim_replies_now(store: Store, now: float, limit: int,
+                      skip_channels: Iterable[str] = ()) -> list[dict]:
+    """Claim only replies (see claim_replies): for a worker whose window is mostly busy."""
+    return _mark_sending(store, claim_replies(store, now, limit, skip_channels), now)
 
 
 def claim_probe(store: Store, channel: str, now: float) -> dict | None:
     """One pending row of a paused channel to try the endpoint with, due or not (the breaker,
     not the row's backoff, decides when a dead endpoint is tried again). Any row will do: no
-    ORDER BY, so the index walk stops at the first one."""
+    ORDER BY, so the index walk stops at the first one; but never a reply that an earlier reply to
+    the same person is still ahead of."""
     ids = [r[0] for r in store.conn.execute(
-        "SELECT id FROM sends WHERE state = 'pending' AND channel = ? LIMIT 1", (channel,))]
+        "SELECT id FROM sends s WHERE state = 'pending' AND channel = ? AND (purpose != 'reply'"
+        " OR NOT EXISTS (SELECT 1 FROM sends e WHERE e.purpose = 'reply'"
+        " AND e.state IN ('pending','sending') AND e.channel = s.channel AND e.target = s.target"
+        " AND e.id < s.id)) LIMIT 1", (channel,))]
     rows = _mark_sending(store, ids, now)
     return rows[0] if rows else None
 
@@ -172,6 +208,23 @@ def mark_confirmed(store: Store, send_id: int, ok: bool, error: str | None, now:
 def counts(store: Store) -> dict[str, int]:
     return {r["state"]: r["n"] for r in
             store.q("SELECT state, count(*) AS n FROM sends GROUP BY state")}
+
+
+def exists(store: Store, key: str) -> bool:
+    """Whether a send with this key was ever enqueued (whatever became of it)."""
+    return store.scalar("SELECT 1 FROM sends WHERE key = ?", (key,)) is not None
+
+
+def sent_to_since(store: Store, channel: str, target: str, since: float,
+                  exclude_purposes: Iterable[str] = (REPLY,)) -> int:
+    """How many rows to exactly this (channel, target) were written since `since`, whatever
+    their state, leaving out the given purposes (by default the replies): what a person was
+    sent, or is about to be, in a recent window (the per-person cap)."""
+    skip = sorted(set(exclude_purposes))
+    cond = f" AND purpose NOT IN ({','.join('?' * len(skip))})" if skip else ""
+    return store.scalar(
+        f"SELECT count(*) FROM sends WHERE target = ? AND channel = ? AND created_at >= ?{cond}",
+        (target, channel, since, *skip)) or 0
 
 
 def recent_to_members(store: Store, channel: str, since: float) -> list[tuple[str, float]]:

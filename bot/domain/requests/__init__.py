@@ -15,6 +15,7 @@ from bot.core import texts
 from bot.data import people
 from bot.data import requests as rows
 from bot.data.store import Store
+from bot.domain import digest
 from bot.domain.ports import Deps
 from bot.domain.requests.access import (
     LEVEL_BUILDING,
@@ -217,8 +218,12 @@ def file_request(deps: Deps, *, resident: dict, text: str, alert_id: int | None 
     leads = people_at(store, req, LEVEL_BUILDING)
     if urgency == "urgent":
         leads += [p for p in people_at(store, req, LEVEL_GRID) if p not in leads]
+    line = texts.render(T + "digest_line.j2", r=v) if urgency != "urgent" else ""
     for p in (p for p in leads if p["id"] != resident["id"]):  # a lead reporting knows already
-        tell(deps, p, T + "new_request.j2", f"req:{rid}:filed:{p['id']}", r=v, filer=resident)
+        # an ordinary request waits for the lead's digest once they are past the hourly cap
+        digest.notify(deps, p, T + "new_request.j2", f"req:{rid}:filed:{p['id']}",
+                      kind="new_request", line=line, urgent=urgency == "urgent", ref_id=rid,
+                      purpose="request", r=v, filer=resident)
     rearm(deps)
     return req
 

@@ -10,6 +10,10 @@ within the current phase (waiting for acceptance / waiting for resolution) and r
 phase changes, so each escalation happens once per phase. Every firing is a compare-and-set
 UPDATE, so a second run, a second process or a restart finds nothing left to do.
 
+What a firing tells people goes through bot.domain.digest: escalation reminders wait for the
+person's digest (unless the request is urgent), the resident's rating question and closing
+notice go at once unless the resident is past the hourly cap.
+
 The deps's single escalation timer (deps.timers, run by bot.domain.escalation) takes next_due_at()
 into account and calls run_due(); tests skip the timer and call run_due(deps, now) with an
 injected time. This module never imports the escalation module: escalation imports it.
@@ -19,10 +23,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from bot.core import texts
 from bot.data import people
 from bot.data import requests as rows
+from bot.domain import digest
 from bot.domain.ports import Deps
-from bot.domain.requests.access import LEVEL_GRID, LEVEL_STAFF, log_event, people_at, tell, view
+from bot.domain.requests.access import LEVEL_GRID, LEVEL_STAFF, log_event, people_at, view
 
 log = logging.getLogger("linli.requests")
 
@@ -111,9 +117,16 @@ def _fire(deps: Deps, due: Due, now: float) -> bool:
             ev = log_event(store, now, "request.escalate", req["id"], None, level=due.level,
                            phase=due.phase)
         v = view(deps, {**req, "escalation_level": due.level})
+        hours = round((now - req["created_at"]) / 3600)
+        line = texts.render(T + "digest_line.j2", r=v, phase=due.phase, hours=hours)
         for p in people_at(store, req, due.level):
-            tell(deps, p, T + "escalated.j2", f"req:{req['id']}:e{ev}:{p['id']}", r=v,
-                 phase=due.phase, hours=round((now - req["created_at"]) / 3600))
+            # reminders are bundled into one digest per person per interval (a secretary with
+            # 200 overdue requests gets a few messages an hour, not 200); an urgent request's
+            # reminder still goes at once
+            digest.notify(deps, p, T + "escalated.j2", f"req:{req['id']}:e{ev}:{p['id']}",
+                          kind="reminder", line=line, urgent=req["urgency"] == "urgent",
+                          always_digest=True, ref_id=req["id"], purpose="request", now=now,
+                          r=v, phase=due.phase, hours=hours)
         return True
     filer = people.get(store, req["resident_id"]) if req["resident_id"] else None
     with store.transaction():
@@ -128,5 +141,10 @@ def _fire(deps: Deps, due: Due, now: float) -> bool:
             return False
         ev = log_event(store, now, kind, req["id"], None, **data)
     if filer is not None:
-        tell(deps, filer, T + template, f"req:{req['id']}:e{ev}", r=view(deps, req))
+        # a resident's own request: sent at once unless they are past the hourly cap
+        v = view(deps, req)
+        digest.notify(deps, filer, T + template, f"req:{req['id']}:e{ev}",
+                      kind="rate_ask" if due.kind == "ask_rating" else "closed",
+                      line=texts.render(T + "digest_line.j2", r=v), ref_id=req["id"],
+                      purpose="request", now=now, r=v)
     return True

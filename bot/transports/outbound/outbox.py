@@ -24,6 +24,11 @@ not at all. A hook that raises rolls both back; the row is then retried (bounded
 max_attempts, since a bug in a hook is not an outage). Async hooks (`async def`) are still
 accepted for now and are awaited after the commit, as before.
 
+Order. Replies (purpose 'reply': the answer to a person's own command) are claimed before
+anything else, and one target's replies one at a time in the order they were queued (the order
+the commands came): a deferred or retried reply holds back the replies after it rather than
+being overtaken. Bulk traffic (fan-outs, reminders) takes what is left of the window.
+
 Time comes from app.clock, so with a FakeClock tests call drain(), advance the clock past the
 backoff, and call drain() again; nothing here sleeps on a backoff.
 """
@@ -270,10 +275,14 @@ class Outbox:
     def _fill(self) -> int:
         """Claim due rows up to the free concurrency and start a task for each."""
         free = self.cfg.concurrency - len(self._inflight)
-        # claim in chunks (one UPDATE per half-window) rather than one row per finished send
-        if free <= 0 or (self._inflight and free < max(1, self.cfg.concurrency // 2)):
+        if free <= 0:
             return 0
         now = self.clock.now()
+        # claim in chunks (one UPDATE per half-window) rather than one row per finished send;
+        # but a reply to someone's command takes the first free slot: it must not wait for half
+        # of a fan-out window to finish (the query reads only the few open replies)
+        if self._inflight and free < max(1, self.cfg.concurrency // 2):
+            return self._start(sends_data.claim_replies_now(self.store, now, free, self._paused()))
         if now - self._swept_at >= EXPIRE_SWEEP_S:
             self._swept_at = now
             self._expire_retries(now)
@@ -288,6 +297,9 @@ class Outbox:
                 log.info("channel %s: probing with send %s", b.channel, probe["id"])
                 rows.append(probe)
         rows += sends_data.claim(self.store, now, free - len(rows), self._paused())
+        return self._start(rows)
+
+    def _start(self, rows: list[dict]) -> int:
         for row in rows:
             task = asyncio.get_running_loop().create_task(self._send_one(row))
             self._inflight.add(task)

@@ -33,7 +33,9 @@ class TokenBucket:
     def try_acquire(self, n: float = 1) -> bool:
         """Take n tokens if they are there now; never waits."""
         self._refill()
-        if self.tokens >= min(n, self.capacity) and not self._lock.locked():
+        # the same tolerance as wait_time(): "ready now" there must mean a token taken here, or a
+        # bucket left at 0.99999998 would pass every send without counting any
+        if self.tokens >= min(n, self.capacity) - 1e-6 and not self._lock.locked():
             self.tokens -= n
             return True
         return False

@@ -243,8 +243,12 @@ class WecomUserSender:
                 # its concurrency slots (a backlog for one person must not stall everyone else)
                 return SendResult(False, ERR_LOCAL_DEFER, "per-member limit", retryable=True,
                                   detail={"defer_s": wait})
-            for b in buckets:
-                b.try_acquire()
+            taken = [b for b in buckets if b.try_acquire()]
+            if len(taken) < len(buckets):  # someone's bucket emptied meanwhile: give back, try later
+                for b in taken:
+                    b.tokens += 1
+                return SendResult(False, ERR_LOCAL_DEFER, "per-member limit", retryable=True,
+                                  detail={"defer_s": max(b.wait_time() for b in buckets) or 0.1})
         msgtype, content = _content(payload, markdown_ok=True)
         body = {"touser": target, "msgtype": msgtype, "agentid": self.agent_id,
                 msgtype: _body(content),
