@@ -30,10 +30,18 @@ def _store(args):
     return Store(_settings(args).store.path)
 
 
-@command("init", "set up (or migrate) the SQLite store; replace demo secrets in the config file")
+@command("init", "write a commented config file if there is none, set up (or migrate) the SQLite store, "
+                 "replace demo secrets in the config file")
 def cmd_init(args, p):
+    # a fresh copy of the shipped config.toml: the embedded local world's settings, every key
+    # commented; it can go anywhere (--config), the store's relative path is taken from the
+    # current directory like every other relative path Linli reads
+    fresh = config_mod.write_default(args.config)
+    if fresh:
+        print(f"wrote a commented config file to {args.config} (the local demo world's settings: "
+              "edit it for a real account; put secrets in LINLI_* environment variables)")
     store = _store(args)
-    print(f"store {store.path}: schema version {store.version}")
+    print(f"store {os.path.abspath(store.path)}: schema version {store.version}")
     # the file's own values (not the environment's): a secret set in LINLI_* is not in the file
     in_file = config_mod.load(args.config, env={})
     replace = {  # key -> (values to replace, what it is for)
@@ -44,11 +52,13 @@ def cmd_init(args, p):
     }
     for key, (demo, why) in replace.items():
         value = getattr(in_file.server, key)
-        if f"LINLI_SERVER_{key.upper()}" in os.environ or value not in demo:
+        # a file written just now always gets its own secrets: whatever the shipped copy held
+        # (the demo value, or a secret of the checkout the wheel was built from) is shared
+        if not fresh and (f"LINLI_SERVER_{key.upper()}" in os.environ or value not in demo):
             continue
         config_mod.write_key(args.config, "server", key, config_mod.generate_secret())
-        print(f"wrote a new random [server] {key} into {args.config} ({why}); "
-              f"it replaces the {'empty' if value == '' else 'demo'} value")
+        what = "shipped" if fresh else ("empty" if value == "" else "demo")
+        print(f"wrote a new random [server] {key} into {args.config} ({why}); it replaces the {what} value")
     return 0
 
 

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import jinja2
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+from bot.core.resources import shipped
+
+# the top-level templates/ of the checkout, or its copy inside an installed wheel (bot/core/resources.py)
+TEMPLATES = shipped("templates")
 
 COLOUR_ZH = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
 COLOUR_FROM_ZH = {v: k for k, v in COLOUR_ZH.items()} | {v[0]: k for k, v in COLOUR_ZH.items()}

@@ -14,11 +14,11 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from bot.core.resources import package_path
 from bot.data import alerts as alert_rows
 from bot.data import dashboard as queries
 from bot.domain import alerts
@@ -31,7 +31,8 @@ from bot.web.requests_api import add_request_routes
 from bot.web.sse import STREAMING, Streams
 
 log = logging.getLogger("linli.web")
-STATIC = Path(__file__).resolve().parent / "static"
+# package data of bot.web, found the same way from the checkout and from an installed wheel
+STATIC = package_path("bot.web", "static")
 OPTIONS = web.AppKey("linli_dashboard", object)
 ROUTES = web.AppKey("linli_dashboard_routes", object)
 
