@@ -8,7 +8,6 @@ import os
 import sys
 
 from bot.core import config as config_mod
-from bot.core.config import DEMO_REGISTER
 
 COMMANDS = {}
 
@@ -136,7 +135,7 @@ def cmd_demo_data(args, p):
 def _demo_data_args(p):
     p.add_argument("--households", type=int, default=3300)
     p.add_argument("--seed", type=int, default=2024)
-    p.add_argument("--out", default=str(DEMO_REGISTER))
+    p.add_argument("--out", default="data/dalong_register.csv")  # never into an installed package
     p.add_argument("--building-groups", choices=["mixed", "app_chat", "robot"], default="mixed",
                    help="mixed: personal WeChat + customer groups (Dalong); app_chat / robot: all bot-postable")
 
@@ -145,6 +144,11 @@ def _demo_data_args(p):
 def cmd_demo(args, p):
     from bot.demo import run_demo
 
+    if args.config == "config.toml" and not os.path.exists(args.config):
+        # an installed linli in an empty directory: the demo world's settings shipped with Linli
+        from bot.core import resources
+
+        args.config = str(resources.shipped("config.toml"))
     return asyncio.run(run_demo(_settings(args), speed=args.speed, exit_at_end=args.exit))
 
 
@@ -202,8 +206,13 @@ def cmd_alert(args, p):
 def _alert_args(p):
     sub = p.add_subparsers(dest="action", required=True)
     send = sub.add_parser("send", help="issue a warning", parents=[COMMON])
-    send.add_argument("--type", required=True, help="暴雨, 雷雨大风, 台风, 高温, 寒潮, 大风, 大雾, 冰雹, 道路结冰, 其他")
-    send.add_argument("--colour", "--color", required=True, help="blue/yellow/orange/red or 蓝色/黄色/橙色/红色")
+    send.add_argument("--type", required=True,
+                      help="a warning signal (暴雨, 台风, 高温, 雷雨大风 …, 其他) or 通知 for a notice")
+    send.add_argument("--colour", "--color", default="",
+                      help="blue/yellow/orange/red or 蓝色/黄色/橙色/红色 (not for 通知)")
+    send.add_argument("--drill", action="store_true", help="a drill: every message headed 【演练】, counted apart")
+    send.add_argument("--vulnerable", nargs="?", const="", default=None,
+                      help="vulnerable households only: all of them, or these categories (独居老人,低保户)")
     send.add_argument("--scope", default="", help="grids/compounds/buildings separated by commas (default: all)")
     send.add_argument("--text", default="", help="override the template's wording")
     send.add_argument("--poll", action="store_true", default=None, help="ask 1 平安 / 2 需要帮助")
@@ -223,9 +232,47 @@ def _alert_args(p):
     ingest = sub.add_parser("ingest", help="issue/update/lift from a weather service's CAP 1.2 XML file",
                             parents=[COMMON])
     ingest.add_argument("file")
+    release = sub.add_parser("cap-release", help="relay a held CAP message (an area nobody mapped)",
+                             parents=[COMMON])
+    release.add_argument("id", type=int, help="the CAP message's number (from the notice or the dashboard)")
+    release.add_argument("--scope", default="", help="grids/compounds/buildings (default: the whole community)")
+    retry = sub.add_parser("retry", help="put dead sends back in the outbox", parents=[COMMON])
+    retry.add_argument("ids", nargs="*", help="send ids (or --alert)")
+    retry.add_argument("--alert", type=int, default=None, help="every dead send of this warning")
 
 
-@command("report", "monthly requests report or an alert's delivery report (CSV or XLSX)")
+@command("schedule", "scheduled and recurring notices: list, add, edit, pause, resume, cancel")
+def cmd_schedule(args, p):
+    from bot.server import schedule_command
+
+    return schedule_command(_settings(args), args)
+
+
+def _schedule_args(p):
+    sub = p.add_subparsers(dest="action", required=True)
+    listing = sub.add_parser("list", help="the scheduled notices", parents=[COMMON])
+    listing.add_argument("--all", action="store_true", help="also cancelled and finished ones")
+    sub.add_parser("examples", help="create the example recurring notices (paused)", parents=[COMMON])
+    add = sub.add_parser("add", help="schedule a notice or a warning", parents=[COMMON])
+    add.add_argument("when", help='Chinese time words: "明天8点", "每月5号9点", "每周一 8点半"')
+    add.add_argument("--text", default="", help="the notice's words, or a recurring template: 为老服务日, 月月谈, 党员活动日")
+    add.add_argument("--type", default="", help="a warning signal instead of a notice (with --colour)")
+    add.add_argument("--colour", "--color", default="")
+    add.add_argument("--scope", default="", help="grids/compounds/buildings separated by commas (default: all)")
+    add.add_argument("--missed", default=None, help="a run missed while Linli was down: 补发 (late) or 跳过 (skip)")
+    add.add_argument("--issuer", default=None)
+    edit = sub.add_parser("edit", help="change a scheduled notice", parents=[COMMON])
+    edit.add_argument("id", type=int)
+    edit.add_argument("--when", default=None)
+    edit.add_argument("--text", default=None)
+    edit.add_argument("--scope", default=None)
+    edit.add_argument("--missed", default=None)
+    for name in ("pause", "resume", "cancel"):
+        q = sub.add_parser(name, help=f"{name} a scheduled notice", parents=[COMMON])
+        q.add_argument("id", type=int)
+
+
+@command("report", "monthly requests report, an alert's delivery report, or the office's one-page summary")
 def cmd_report(args, p):
     from bot.server import report_command
 
@@ -233,9 +280,9 @@ def cmd_report(args, p):
 
 
 def _report_args(p):
-    p.add_argument("kind", choices=["requests", "alert"])
+    p.add_argument("kind", choices=["requests", "alert", "office"])
     p.add_argument("--month", help="YYYY-MM (requests)")
-    p.add_argument("--alert", type=int, help="alert id (alert)")
+    p.add_argument("--alert", type=int, help="alert id (alert, office)")
     p.add_argument("--out", required=True, help="output path ending in .csv or .xlsx")
 
 
@@ -290,7 +337,7 @@ def _user_args(p):
 
 
 EXTRA_ARGS = {"user": _user_args, "serve": _serve_args, "import": _import_args, "demo-data": _demo_data_args, "demo": _demo_args,
-              "world": _world_args, "alert": _alert_args, "report": _report_args}
+              "world": _world_args, "alert": _alert_args, "report": _report_args, "schedule": _schedule_args}
 
 
 # --config PATH works before or after any (sub)command; only the top level sets the default, so a
