@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for people and CI:
 #   ./dev.sh demo [--exit]   set up .venv, load the Dalong demo register, play a warning
-#   ./dev.sh test [pytest args]   set up .venv (+ Chromium for browser tests), run the whole suite
+#   ./dev.sh test [pytest args]   set up .venv (+ Chromium for browser tests), ruff, run the whole suite
 #   ./dev.sh bench           run the benchmarks in bench/
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -24,6 +24,7 @@ case "$cmd" in
   demo)  setup; exec .venv/bin/linli demo "$@" ;;
   test)  setup
          if [ -f scripts/setup_browser.sh ]; then bash scripts/setup_browser.sh; fi
+         .venv/bin/ruff check .            # the linter first: a lint error fails the run like a test
          exec .venv/bin/python -m pytest "$@" ;;
   bench) setup; exec .venv/bin/python -m bench "$@" ;;
   *)     echo "usage: ./dev.sh demo|test|bench [args]" >&2; exit 2 ;;

@@ -6,8 +6,8 @@ ROUTERS below in the right place (tests/test_dispatcher.py pins the order).
 from __future__ import annotations
 
 from bot.core.dispatcher import Dispatcher
-from handlers.middlewares import attach_resident, log_errors
 from handlers import acks, alerts, fallback, onboarding, requests, schedules
+from handlers.middlewares import attach_resident, log_errors
 
 ROUTERS = [
     onboarding.router,  # unknown users first: nothing else should answer someone unregistered

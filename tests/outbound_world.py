@@ -16,9 +16,9 @@ from aiohttp.test_utils import TestServer
 
 from bot.core import config
 from bot.core.clock import FakeClock
+from bot.data.store import Store
 from bot.transports.outbound.outbox import Outbox
 from bot.transports.outbound.senders import build_senders
-from bot.data.store import Store
 from bot.world.platform import WorldState, make_platform_app
 
 

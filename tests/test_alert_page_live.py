@@ -15,6 +15,7 @@ import re
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from sim_rig import T0, settings_for, staff
 
 from bot.app import App
 from bot.core.clock import FakeClock
@@ -24,9 +25,7 @@ from bot.domain.acks import record_ack
 from bot.domain.alerts import Draft
 from bot.domain.register import import_register
 from bot.web import alert_view, auth
-from bot.web.render import APP_KEY
 from bot.world.dalong import generate
-from sim_rig import T0, settings_for, staff
 
 PASSWORD = "pw-for-the-alert-page"
 

@@ -18,12 +18,11 @@ except ImportError:  # the `browser` fixture then fails (CI) or skips (locally) 
 
 import browser_rig
 from browser_rig import PASSWORD, login, new_page, publish, shot
-from sim_rig import staff
+from sim_rig import run_until, staff
 
 from bot.domain import alerts
 from bot.domain.alerts import Draft
 from bot.web import auth
-from sim_rig import run_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")  # the module-scoped fixtures' loop
 browser, linli = browser_rig.browser, browser_rig.linli  # fixtures, found by name

@@ -7,12 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sim_rig import close_sim, make_sim
 
 from bot.data import cap as cap_db
 from bot.domain import feed
 from bot.domain.alerts import AlertError
 from bot.transports.inbound import cap
-from sim_rig import close_sim, make_sim
 
 DATA = Path(__file__).parent / "data"
 CAPS = DATA / "cap"

@@ -9,11 +9,11 @@ import asyncio
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
+from browser_rig import browser, publish, shot  # noqa: F401 (fixture)
+from sim_rig import close_sim, make_sim, staff
 
 from bot.domain import alerts
 from bot.domain.alerts import Draft
-from browser_rig import browser, publish, shot  # noqa: F401 (fixture)
-from sim_rig import close_sim, make_sim, staff
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")  # the browser fixture lives on that loop
 PHONE = {"width": 390, "height": 780}

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_roster import GROUP_HEAD, GROUPS, HEAD, ROWS, write_csv
 
 from bot.cli import main
 from bot.core import config as config_mod
 from bot.data.store import Store
-from test_roster import GROUP_HEAD, GROUPS, HEAD, ROWS, write_csv
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 @pytest.fixture

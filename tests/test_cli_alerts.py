@@ -7,11 +7,11 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from test_cli import REPO_CONFIG, run
 
 from bot.core import config as config_mod
 from bot.data.store import Store
 from bot.world.dalong import generate
-from test_cli import REPO_CONFIG, run
 
 DATA = Path(__file__).parent / "data" / "cap"
 

@@ -11,15 +11,16 @@ import subprocess
 import sys
 import time
 
-from bot.domain import alerts
-from bot.domain.alerts import Draft
+from sim_rig import settings_for
+
 from bot.app import App
 from bot.core.clock import Clock
-from bot.world.dalong import generate
-from bot.domain.register import import_register
 from bot.data.store import Store
+from bot.domain import alerts
+from bot.domain.alerts import Draft
+from bot.domain.register import import_register
+from bot.world.dalong import generate
 from bot.world.sim import World
-from sim_rig import settings_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

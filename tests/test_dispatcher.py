@@ -5,14 +5,14 @@ import json
 import logging
 
 import pytest
+from helpers_callbacks import NOW, add_resident, make_app, make_settings
 
 from bot.core import filters as F
 from bot.core import texts
 from bot.core.dispatcher import Ctx, Dispatcher, Router
-from handlers.middlewares import attach_resident, log_errors
 from bot.core.models import Inbound
 from handlers import build_dispatcher
-from helpers_callbacks import NOW, add_resident, make_app, make_settings
+from handlers.middlewares import attach_resident, log_errors
 
 
 @pytest.fixture

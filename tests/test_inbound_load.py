@@ -16,7 +16,7 @@ from aiohttp import web
 from helpers_callbacks import NOW, client_for, make_app, make_settings, text_xml, wecom_request
 
 from bot.data import inbox as rows
-from bot.transports.inbound import inbox, routes
+from bot.transports.inbound import inbox
 
 
 def inbound_rows(app):

@@ -5,7 +5,6 @@ import asyncio
 import time
 
 import pytest
-
 from outbound_world import close_rig, make_rig, rig  # noqa: F401  (fixture)
 
 SEND = "/cgi-bin/message/send"

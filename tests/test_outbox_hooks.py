@@ -5,10 +5,10 @@ or not at all. Async hooks are still awaited after the commit until every subscr
 from __future__ import annotations
 
 import pytest
+from outbound_world import close_rig, make_rig, rig  # noqa: F401  (fixture)
 
 from bot.data import sends as sends_data
 from bot.transports.outbound.outbox import Outbox
-from outbound_world import close_rig, make_rig, rig  # noqa: F401  (fixture)
 
 SEND = "/cgi-bin/message/send"
 

@@ -10,9 +10,9 @@ import dataclasses
 from types import SimpleNamespace
 
 import pytest
+from outbound_world import close_rig, make_rig, rig  # noqa: F401  (fixture)
 
 from bot.transports.outbound.outbox import DEFAULTS, Outbox
-from outbound_world import close_rig, make_rig, rig  # noqa: F401  (fixture)
 
 TEMPLATE = "/cgi-bin/message/template/send"
 SEND = "/cgi-bin/message/send"
@@ -203,7 +203,7 @@ async def test_retry_puts_dead_and_failed_rows_back():
         world.inject(SEND, status=502, times=2)
         dead_id = r.outbox.enqueue("d", "wecom_user", "u1", {"text": "一"})
         await run(r, until=30)
-        failed_id = r.outbox.enqueue("f", "wecom_user", "ghost", {"text": "二"}, alert_id=alert)
+        r.outbox.enqueue("f", "wecom_user", "ghost", {"text": "二"}, alert_id=alert)
         sent_id = r.outbox.enqueue("s", "wecom_user", "u2", {"text": "三"}, alert_id=alert)
         await r.outbox.drain()
         assert [x["state"] for x in r.rows()] == ["dead", "failed", "sent"]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 
+from outbound_world import close_rig, make_rig
+
 from bot.transports.outbound.outbox import Outbox
 from bot.transports.outbound.senders import build_senders
-from outbound_world import close_rig, make_rig
 
 SEND = "/cgi-bin/message/send"
 

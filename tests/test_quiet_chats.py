@@ -8,6 +8,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from helpers_callbacks import NOW
 from request_world import build, person, texts_to
 
 from bot.core.clock import FakeClock
@@ -19,7 +20,6 @@ from bot.domain import digest
 from bot.domain import requests as R
 from bot.transports.outbound.outbox import Outbox
 from bot.transports.outbound.senders import ERR_LOCAL_DEFER, SendResult
-from helpers_callbacks import NOW
 
 H, M = 3600.0, 60.0
 

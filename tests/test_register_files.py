@@ -10,14 +10,13 @@ import zipfile
 
 import openpyxl
 import pytest
+from test_architecture import ROOT, cycles, graph, sql_sites
+from test_roster import GROUP_HEAD, GROUPS, HEAD, ROWS, write_csv
 
 from bot.data.store import Store
 from bot.domain import register
-from bot.domain.register import (BadRowsError, FileRefused, ShrinkRefused,
-                                 import_register)
+from bot.domain.register import BadRowsError, FileRefused, ShrinkRefused, import_register
 from bot.world.dalong import generate
-from test_architecture import ROOT, cycles, graph, sql_sites
-from test_roster import GROUP_HEAD, GROUPS, HEAD, ROWS, write_csv
 
 MINE = ("bot/cli.py", "bot/domain/register.py", "bot/core/config.py")
 

@@ -24,11 +24,10 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from test_roster import HEAD, ROWS, write_csv  # noqa: E402
 
 from bot.data.store import Store  # noqa: E402
-from bot.domain.register import (COLUMNS, GROUP_KINDS, ROLE_WORDS, VULNERABLE,  # noqa: E402
-                                 RegisterError, import_register)
-from test_roster import HEAD, ROWS, write_csv  # noqa: E402
+from bot.domain.register import COLUMNS, GROUP_KINDS, ROLE_WORDS, VULNERABLE, RegisterError, import_register  # noqa: E402
 
 LONG_RUN = "REGISTER_FUZZ_EXAMPLES" in os.environ
 EXAMPLES = int(os.environ.get("REGISTER_FUZZ_EXAMPLES", "60"))

@@ -1,14 +1,12 @@
 import json
 
 import pytest
+from sim_rig import close_sim, make_sim, staff
 
-from bot.domain import alerts
-from bot.domain import escalation
 from bot.data import relay as relay_db
-from bot.domain import relay
+from bot.domain import alerts, escalation, relay
 from bot.domain.acks import coverage
 from bot.domain.alerts import AlertError, Draft
-from sim_rig import close_sim, make_sim, staff
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@ import csv
 import openpyxl
 import pytest
 
-from bot.world.dalong import generate
-from bot.domain.register import ImportError_, format_tree, import_register, tree_counts
 from bot.data.store import Store
+from bot.domain.register import ImportError_, format_tree, import_register, tree_counts
+from bot.world.dalong import generate
 
 HEAD = ["网格", "小区", "楼栋", "单元", "房号", "姓名", "电话", "角色", "困难类别", "联系社工", "企业微信ID"]
 ROWS = [

@@ -4,9 +4,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from outbound_world import rig  # noqa: F401  (fixture)
 
 from bot.transports.outbound.senders import ERR_LOCAL_INVALID, batch_userids, split_utf8
-from outbound_world import rig  # noqa: F401  (fixture)
 
 GETTOKEN = "/cgi-bin/gettoken"
 SEND = "/cgi-bin/message/send"

@@ -1,11 +1,11 @@
 """Timers come from the database: a new process on the same file arms the same next timer, and
 each escalation step still happens exactly once across the restart."""
-from bot.domain import alerts
-from bot.domain import escalation
-from bot.domain.alerts import Draft
+from sim_rig import T0, close_sim, make_sim, staff
+
 from bot.app import App
 from bot.core.clock import FakeClock
-from sim_rig import T0, close_sim, make_sim, staff
+from bot.domain import alerts, escalation
+from bot.domain.alerts import Draft
 
 
 async def test_restart_rearms_and_fires_once(tmp_path):

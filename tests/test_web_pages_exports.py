@@ -14,11 +14,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sim_rig import close_sim, make_sim, staff
 
+from bot.core.tables import display_width, safe_cell
 from bot.data import followups as followups_db
 from bot.domain import acks, alerts, followups
 from bot.domain import requests as R
 from bot.domain.alerts import Draft
-from bot.core.tables import display_width, safe_cell
 from bot.web.exports import answer_code, csv_bytes, table_bytes, who_answered
 from bot.web.render import natural_key
 

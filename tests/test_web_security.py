@@ -11,8 +11,7 @@ from aiohttp import web
 from aiohttp.streams import StreamReader
 from aiohttp.test_utils import TestClient, make_mocked_request
 from sim_rig import close_sim, make_sim
-from test_dashboard import (PASSWORD, building_lead, client, csrf_of, issue, login,  # noqa: F401
-                            rig, session_csrf)
+from test_dashboard import PASSWORD, building_lead, client, csrf_of, issue, login, rig, session_csrf  # noqa: F401
 from yarl import URL
 
 from bot.web import alert_view, auth
@@ -177,9 +176,10 @@ async def test_the_alerts_api_refuses_a_lead_an_alert_outside_their_area(rig, cl
     lead = building_lead(rig.store)
     other = rig.store.q1("SELECT id FROM nodes WHERE kind='building' AND id!=? ORDER BY id LIMIT 1",
                          (lead["building_id"],))
+    from sim_rig import staff
+
     from bot.domain import alerts
     from bot.domain.alerts import Draft
-    from sim_rig import staff
     alert_id = alerts.issue(rig.app, Draft(type="暴雨", colour="yellow", scope=[other["id"]],
                                            issuer_id=staff(rig.store)["id"]))
     auth.create_user(rig.store, "lead", "lead-pw", resident_id=lead["id"])

@@ -6,9 +6,9 @@ import random
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from sim_rig import close_sim, make_sim
 
 from bot.world.callbacks import CallbackClient
-from sim_rig import close_sim, make_sim
 
 
 @pytest.fixture

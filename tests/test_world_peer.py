@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from test_architecture import graph
 
 from bot.core.clock import FakeClock
 from bot.core.config import load
@@ -16,7 +17,6 @@ from bot.data.store import Store
 from bot.world.dalong import generate
 from bot.world.register_file import RegisterFile
 from bot.world.sim import World, run_until
-from test_architecture import graph
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_717_200_000.0

@@ -4,10 +4,10 @@ from __future__ import annotations
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from outbound_world import settings
 
 from bot.core.clock import FakeClock
 from bot.world.platform import WorldState, make_platform_app
-from outbound_world import settings
 
 
 @pytest.fixture

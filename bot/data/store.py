@@ -433,7 +433,7 @@ class Store:
         """Run a query and return rows as dicts."""
         cur = self.conn.execute(sql, params)
         cols = [c[0] for c in cur.description or ()]
-        return [dict(zip(cols, row)) for row in cur.fetchall()]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
     def q1(self, sql: str, params=()) -> dict | None:
         rows = self.q(sql, params)

@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass, field
 
 from bot.core import vocabulary
-
 from bot.data import acks as acks_db
 from bot.data import alerts as alerts_db
 from bot.data import org

@@ -414,7 +414,8 @@ def read_table(path: Path, sheet: int = 0) -> list[dict[str, str]] | None:
     if not rows:
         return []
     headers = rows[0][1]
-    return [dict(zip(headers, cells)) for _, cells in rows[1:]]
+    # zip without strict: a short row leaves its last columns out
+    return [dict(zip(headers, cells, strict=False)) for _, cells in rows[1:]]
 
 
 # -- validation ----------------------------------------------------------------------------
@@ -672,7 +673,7 @@ def _read_groups(path: Path, table: _Table, groups_path) -> list[tuple[int, dict
 class _SecondSheet(_Table):
     """The groups sheet of an already opened workbook."""
 
-    def __init__(self, table: _Table):  # noqa: super().__init__ would open the file again
+    def __init__(self, table: _Table):  # no super().__init__(): it would open the file again
         self.path, self.sheet, self.kind, self.wb = table.path, 1, "xlsx", table.wb
         self.spool = None
 

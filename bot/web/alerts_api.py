@@ -14,8 +14,8 @@ from aiohttp import web
 from bot.data import alerts as alert_rows
 from bot.data import dashboard as queries
 from bot.domain import alerts as alerts_mod
-from bot.domain.coverage import coverage
 from bot.domain.alerts import AlertError, Draft
+from bot.domain.coverage import coverage
 from bot.web import auth
 from bot.web.alert_view import load_alert, prune, visible, visible_hops
 from bot.web.render import labels

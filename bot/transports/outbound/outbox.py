@@ -550,7 +550,7 @@ class Outbox:
 
 
 def _is_async(fn) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__ if callable(fn) else None)
 
 
 def _call_sync(cb: SyncHook, row: dict, result: SendResult) -> None:

@@ -177,7 +177,7 @@ class Api:
         params = dict(params or {})
         if self.token is None:
             return await _request(self.app, "POST", self.base + path, params=params, body=body)
-        for attempt in (1, 2):
+        for _attempt in (1, 2):
             tok = await self.token.get()
             data = await _request(self.app, "POST", self.base + path,
                                   params={**params, "access_token": tok}, body=body)
