@@ -17,7 +17,7 @@ import pytest
 # LINLI_TEST_SESSION marks every process this test session starts (children inherit it), so the
 # session can check at the end that none of them outlived it (a `linli serve --role front` left
 # behind by a crash test, for example).
-KEEP = {"LINLI_CHROMIUM", "LINLI_TEST_SESSION"}
+KEEP = {"LINLI_CHROMIUM", "LINLI_TEST_SESSION", "LINLI_PUBLISH_SCREENSHOTS"}
 
 
 def pytest_configure(config):
