@@ -64,7 +64,7 @@ class WecomSettings:
     token: str = ""
     encoding_aes_key: str = ""
     api_base: str = "https://qyapi.weixin.qq.com"
-    # documented send limits (PLATFORM.md); the token bucket uses them
+    # documented send limits (developer.work.weixin.qq.com, message/send and appchat/send); the token bucket uses them
     message_send_per_min: int = 10000
     per_member_per_min: int = 30   # message/send drops (silently!) more than this to one member
     appchat_recipients_per_min: int = 20000

@@ -29,7 +29,7 @@ class Inbound:
     @property
     def dedupe_key(self) -> str:
         """The exactly-once key. Platforms retry a callback up to three times; messages carry a
-        MsgId, events don't, so those are keyed by who/when/what (PLATFORM.md)."""
+        MsgId, events don't, so those are keyed by who/when/what (the callback docs' advice)."""
         if self.msg_id:
             return f"{self.channel}:msg:{self.msg_id}"
         what = self.event if self.event is not None else self.msg_type

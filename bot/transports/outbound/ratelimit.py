@@ -1,6 +1,6 @@
 """An async token bucket, clock-injectable so tests never sleep for real.
 
-The platform's limits are per minute (PLATFORM.md), so the rate is given per minute too. The
+The platforms' limits are per minute (WeCom and Official Account developer documentation), so the rate is given per minute too. The
 bucket starts full (`burst` tokens) and refills continuously. `now` and `sleep` are injected: in
 production `time.time`/`asyncio.sleep`, in tests a FakeClock and a sleep that advances it.
 """

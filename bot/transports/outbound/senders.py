@@ -208,7 +208,7 @@ class WecomUserSender:
 
     def __init__(self, api: Api, agent_id: int, bucket: TokenBucket, member_bucket=None):
         self.api, self.agent_id, self.bucket = api, agent_id, bucket
-        # WeCom silently DROPS messages past 30/min to one member (PLATFORM.md): a social worker
+        # WeCom silently DROPS messages past 30/min to one member (WeCom message/send docs): a social worker
         # given 40 follow-up tasks at once would never see 10 of them. So each member has a
         # bucket of their own and we wait rather than lose a message.
         self.member_bucket = member_bucket
