@@ -64,7 +64,7 @@ def generate(out: str | Path, *, households: int = DALONG_HOUSEHOLDS, seed: int 
     groups: list[tuple] = []
     uid = iter(range(1, 10**9))
     staff_names = []
-    for i in range(15):  # community committee (社区两委)
+    for _ in range(15):  # community committee (社区两委)
         name = _name(rng)
         roles = "社区工作人员、党员"
         rows.append((COMMUNITY, "", "", "", "", "", name, _phone(rng), roles, "", "",
@@ -91,7 +91,7 @@ def generate(out: str | Path, *, households: int = DALONG_HOUSEHOLDS, seed: int 
                        f"robot-{ci + 1:02d}", ""))
 
     n_res = 0
-    for (ci, bname), n_hh in zip(buildings, per_building):
+    for (ci, bname), n_hh in zip(buildings, per_building, strict=True):
         compound, gi = COMPOUNDS[ci]
         grid = GRIDS[gi]
         units = 1 if n_hh <= 24 else (2 if n_hh <= 60 else 3)

@@ -6,7 +6,7 @@ can only tell it apart by URL. `WorldState` is the ground truth: who exists, whi
 exist and who is in them, and every message that actually reached someone. Simulated people
 (bot/world/people.py) act through WorldState's methods, not through this module.
 
-Platform rules modelled (PLATFORM.md): errors inside HTTP 200; tokens expire (42001) and a new
+Platform rules modelled (from the WeCom and Official Account developer documentation): errors inside HTTP 200; tokens expire (42001) and a new
 OA token retires the old one after 5 minutes; message/send takes 1,000 users and *silently*
 drops messages past 30/min or 1,000/h per member; robots 20 posts/min (45009); OA customer
 service only within 48 h of the user's last message, 5 messages (45015/45047), template

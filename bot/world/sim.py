@@ -19,11 +19,16 @@ from aiohttp import web
 from bot.core.clock import FakeClock
 from bot.world.callbacks import CallbackClient
 from bot.world.chat import add_chat_routes
-from bot.world.people import People
+from bot.world.people import Behaviours, People
 from bot.world.platform import WorldState, make_platform_app
 from bot.world.register_file import RegisterFile
 
 log = logging.getLogger("linli.world")
+# people's messages in flight to Linli at once when the world runs on the wall clock. One at a
+# time (before) left people half an hour of simulated time behind at 60x; more than Linli can
+# answer only queues inside Linli (measured: 400 in flight answered in 2-3 s wall each, past the
+# platform's freshness window at 60x)
+PEOPLE_IN_FLIGHT = 64
 
 
 class World:
@@ -36,7 +41,7 @@ class World:
 
     def __init__(self, settings, register: RegisterFile | str | Path | None = None, *, clock,
                  groups: str | Path | None = None, duplicate_probability: float = 0.0,
-                 sleep=asyncio.sleep):
+                 sleep=asyncio.sleep, behaviours: Behaviours | None = None):
         self.settings, self.clock = settings, clock
         self.register = load_register(settings, register, groups)
         for reason in self.register.skipped:
@@ -48,6 +53,8 @@ class World:
         # the platform knows its users and groups from the start; they can answer once connected
         self.people = People(self.state, self.register, settings, clock=clock)
         self.people.populate()
+        if behaviours is not None:
+            self.people.behaviours = behaviours
         self.runner: web.AppRunner | None = None
         self.url: str | None = None
         self._wake = asyncio.Event()
@@ -75,7 +82,8 @@ class World:
     async def connect(self, linli_url: str) -> None:
         """Know Linli's callback base URL: from now on people's messages reach Linli."""
         self.linli_url = linli_url
-        self.http = aiohttp.ClientSession()
+        # a connection for every message people may have in flight
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=PEOPLE_IN_FLIGHT))
         self.people.callbacks = CallbackClient(self.settings, linli_url, self.http, clock=self.clock,
                                                duplicate_probability=self.duplicate_probability,
                                                rng=random.Random(self.settings.world.seed))
@@ -87,6 +95,7 @@ class World:
                      if role in r["roles"].split(",") and r[column] == r["uid"]), None)
 
     async def close(self) -> None:
+        self.people.cancel_inflight()
         if self.http:
             await self.http.close()
         if self.runner:
@@ -97,7 +106,7 @@ class World:
         while True:
             nxt = self.people.next_at()
             if nxt is not None and nxt <= self.clock.now():
-                await self.people.run_until(self.clock.now())
+                await self.people.start_due(self.clock.now(), limit=PEOPLE_IN_FLIGHT)
                 continue
             wait = 1.0
             if nxt is not None:
