@@ -14,6 +14,7 @@ BENCHMARKS = {
     "relay": "one alert to 100,000 residents through the local world (bench/relay.py)",
     "idle": "worker CPU while idle with 0 / 100k / 1M rows of inbound history (bench/idle.py)",
     "page": "the alert page at 10k/30k/100k households: server time, bytes, live update, loop lag; vs the old page (bench/page.py)",
+    "drill": "Linli vs the manual chain on the Dalong register, and the drill prediction (bench/drill.py)",
     "acks": "a storm of acks on a 100k-household register: acks/s as acks pile up (bench/acks.py)",
 }
 

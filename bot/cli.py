@@ -241,6 +241,30 @@ def _alert_args(p):
     retry.add_argument("--alert", type=int, default=None, help="every dead send of this warning")
 
 
+@command("drill", "a drill's (or warning's) after-action report, or a prediction before a drill")
+def cmd_drill(args, p):
+    from bot.server import drill_command
+
+    return drill_command(_settings(args), args)
+
+
+def _drill_args(p):
+    sub = p.add_subparsers(dest="action", required=True)
+    report = sub.add_parser("report", help="after-action report per grid, compound and building lead",
+                            parents=[COMMON])
+    report.add_argument("alert", type=int)
+    report.add_argument("--out", required=True, help="output path ending in .csv or .xlsx")
+    report.add_argument("--visit-within-min", type=float, default=None,
+                        help="a visit later than this is late (default: the colour's follow-up deadline)")
+    predict = sub.add_parser("predict", help="replay a warning on a temporary world with the people history "
+                             "describes: time to 95% per grid and the slowest links", parents=[COMMON])
+    predict.add_argument("--type", required=True)
+    predict.add_argument("--colour", "--color", required=True)
+    predict.add_argument("--scope", default="")
+    predict.add_argument("--seed", type=int, default=7)
+    predict.add_argument("--horizon-min", type=float, default=120)
+
+
 @command("schedule", "scheduled and recurring notices: list, add, edit, pause, resume, cancel")
 def cmd_schedule(args, p):
     from bot.server import schedule_command
@@ -337,7 +361,8 @@ def _user_args(p):
 
 
 EXTRA_ARGS = {"user": _user_args, "serve": _serve_args, "import": _import_args, "demo-data": _demo_data_args, "demo": _demo_args,
-              "world": _world_args, "alert": _alert_args, "report": _report_args, "schedule": _schedule_args}
+              "world": _world_args, "alert": _alert_args, "report": _report_args, "schedule": _schedule_args,
+              "drill": _drill_args}
 
 
 # --config PATH works before or after any (sub)command; only the top level sets the default, so a

@@ -15,7 +15,6 @@ from bot.app import App
 from bot.core.clock import FakeClock
 from bot.core.config import load
 from bot.data.store import Store
-from bot.domain import escalation
 from bot.domain.register import import_register
 from bot.world import sim
 from bot.world.dalong import generate
@@ -69,12 +68,13 @@ class LinliPeer:
         await self.app.settle()
 
     async def run_due(self) -> None:
-        await escalation.run_due(self.app)
+        # everything due later: escalation, scheduled CAP, schedules, upward reports, digests
+        await self.app.timers.run_due()
         await self.app.settle()
 
     def next_due(self) -> float | None:
         pending = self.app.store.scalar("SELECT MIN(next_at) FROM sends WHERE state='pending'")
-        later = [t for t in (escalation.next_due_at(self.app), pending) if t is not None and t > self.clock.now()]
+        later = [t for t in (self.app.timers.next_due_at(), pending) if t is not None and t > self.clock.now()]
         return min(later) if later else None
 
 

@@ -90,3 +90,12 @@ def test_the_office_report_is_an_xlsx(cfg, capsys, tmp_path):
     out = tmp_path / "office.xlsx"
     code, _, _ = run(capsys, "report", "office", "--alert", "1", "--out", out, "--config", cfg)
     assert code == 0 and openpyxl.load_workbook(out).sheetnames
+
+
+def test_drill_report_of_a_warning(cfg, capsys, tmp_path):
+    run(capsys, "alert", "send", "--type", "暴雨", "--colour", "黄色", "--drill", "--config", cfg)
+    out = tmp_path / "after.xlsx"
+    code, printed, _ = run(capsys, "drill", "report", "1", "--out", out, "--config", cfg)
+    assert code == 0 and openpyxl.load_workbook(out).sheetnames
+    code, _, err = run(capsys, "drill", "report", "99", "--out", out, "--config", cfg)
+    assert code == 1 and err.startswith("refused:")

@@ -341,3 +341,22 @@ async def test_register_search_shows_acks_and_requests(rig, client):
     home = await (await client.get(f"/register/households/{someone['household_id']}")).text()
     assert someone["name"] in home and f"/alerts/{alert_id}" in home and "公众号回复" in home
     assert "楼下的树被风吹歪了" in home
+
+
+async def test_the_after_action_page_draws_a_curve_per_grid_and_downloads(rig, client):
+    alert_id = issue(rig)
+    await rig.app.settle()
+    someone = rig.store.q1("SELECT r.* FROM residents r WHERE r.oa_openid IS NOT NULL ORDER BY r.id LIMIT 1")
+    rig.world.state.user_wrote(someone["oa_openid"])
+    await rig.world.people.callbacks.send_text("oa", someone["oa_openid"], "收到")
+    await rig.app.settle()
+    await login(client)
+    resp = await client.get(f"/alerts/{alert_id}/after")
+    body = await resp.text()
+    grids = [r["name"] for r in rig.store.q("SELECT name FROM nodes WHERE kind='grid'")]
+    assert resp.status == 200 and body.count('class="grid-curve') == len(grids) and grids
+    for fmt in ("csv", "xlsx"):
+        got = await client.get(f"/alerts/{alert_id}/after.{fmt}")
+        assert got.status == 200 and len(await got.read()) > 100
+    office = await client.get(f"/alerts/{alert_id}/office.xlsx")
+    assert office.status == 200 and (await office.read())[:2] == b"PK"

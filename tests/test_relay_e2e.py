@@ -3,11 +3,11 @@ leads never forward, some residents never reply, some vulnerable residents stay 
 figure Linli reports must equal the world's ground truth, and every escalation must fire once at
 its simulated time."""
 import pytest
+from sim_rig import T0, close_sim, household_labels, make_sim, run_until, staff
 
 from bot.domain import alerts
 from bot.domain.acks import coverage
 from bot.domain.alerts import Draft
-from sim_rig import T0, close_sim, household_labels, make_sim, run_until, staff
 
 HOUR = 3600.0
 

@@ -21,7 +21,7 @@ from aiohttp import web
 from bot.core.resources import package_path
 from bot.data import alerts as alert_rows
 from bot.data import dashboard as queries
-from bot.domain import alerts
+from bot.domain import alerts, drills, upward
 from bot.domain.alerts import AlertError
 from bot.domain.status import is_live
 from bot.web import alert_view, auth, composer, exports, followups_pages, requests_pages, undelivered
@@ -69,6 +69,9 @@ def add_dashboard_routes(wa: web.Application, app, *, poll_s: float = 1.0,
     opts.live.poll_s = poll_s
     r.add_post(r"/alerts/{id:\d+}/{action:update|lift}", alert_follow_on)
     r.add_get(r"/alerts/{id:\d+}/report.{fmt:csv|xlsx}", alert_report)
+    r.add_get(r"/alerts/{id:\d+}/after", after_action_page)
+    r.add_get(r"/alerts/{id:\d+}/after.{fmt:csv|xlsx}", after_action_download)
+    r.add_get(r"/alerts/{id:\d+}/office.xlsx", office_report)
     r.add_get(r"/reports/requests.{fmt:csv|xlsx}", requests_report)
     requests_pages.add_routes(wa, app)
     followups_pages.add_routes(wa)
@@ -295,6 +298,41 @@ async def alert_report(request: web.Request) -> web.Response:
     rows = exports.delivery_rows(app, alert["id"], user.scope)  # natural order, answers named
     body = exports.table_bytes(rows, fmt, labels().DELIVERY_SHEET)
     return exports.download(body, fmt, f"alert-{alert['id']}-deliveries.{fmt}")
+
+
+CURVE_W, CURVE_H = 600, 220
+
+
+async def after_action_page(request: web.Request) -> web.Response:
+    """After a drill or a warning: per grid, the curve of households acknowledged over time, and
+    the report's figures (staff: the whole report; it names leads and residents)."""
+    app = app_of(request)
+    user = await auth.require(request, app, staff=True)
+    alert = alert_view.load_alert(app.store, int(request.match_info["id"]), user.scope)
+    rep = drills.after_action(app.store, alert["id"], settings=app.settings)
+    curves = drills.curves(app.store, alert["id"])
+    end = max([p[0] for pts in curves.values() for p in pts] + [60.0])
+    lines = {name: " ".join(f"{CURVE_W * t / end:.1f},{CURVE_H * (1 - pct / 100):.1f}" for t, pct in pts)
+             for name, pts in curves.items()}
+    return render(request, user, "after.html", alert=alert, rep=rep, lines=lines, end_min=round(end / 60),
+                  w=CURVE_W, h=CURVE_H)
+
+
+async def after_action_download(request: web.Request) -> web.Response:
+    app = app_of(request)
+    user = await auth.require(request, app, staff=True)
+    alert = alert_view.load_alert(app.store, int(request.match_info["id"]), user.scope)
+    fmt = request.match_info["fmt"]
+    body = drills.export(drills.after_action(app.store, alert["id"], settings=app.settings), fmt)
+    return exports.download(body, fmt, f"alert-{alert['id']}-after-action.{fmt}")
+
+
+async def office_report(request: web.Request) -> web.Response:
+    """The one-page summary a street office files (bot.domain.upward.alert_report)."""
+    app = app_of(request)
+    user = await auth.require(request, app, staff=True)
+    alert = alert_view.load_alert(app.store, int(request.match_info["id"]), user.scope)
+    return exports.download(upward.alert_report(app, alert["id"]), "xlsx", f"alert-{alert['id']}-office.xlsx")
 
 
 def parse_month(value: str) -> tuple[int, int]:
