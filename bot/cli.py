@@ -90,6 +90,13 @@ def cmd_import(args, p):
               f"{report.added} added, {report.updated} updated, {report.inactivated} marked inactive; "
               f"households {report.households_added} added, {report.households_inactivated} inactive; "
               f"lead links changed: {report.leads_changed}; {report.bad_count} row(s) skipped")
+    if report.without_worker:
+        print(f"warning: {len(report.without_worker)} vulnerable resident(s) have no social worker "
+              "(联系社工); in a warning their visits go to the grid lead at once:", file=sys.stderr)
+        for p_ in report.without_worker[:20]:
+            print(f"  {p_['label']} {p_['name']} ({p_['vulnerable']})", file=sys.stderr)
+        if len(report.without_worker) > 20:
+            print(f"  ... and {len(report.without_worker) - 20} more", file=sys.stderr)
     if report.dry_run:
         print(f"dry run, nothing written. The import would leave {counts}")
         if report.refusal:

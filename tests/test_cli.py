@@ -224,3 +224,24 @@ def test_user_add_short_password_from_stdin(cfg, capsys, monkeypatch):
     monkeypatch.setattr(sys, "stdin", NotATerminal("short\n"))
     code, _, err = run(capsys, "user", "add", "li", "--password-stdin", "--config", cfg)
     assert code == 1 and "8 characters" in err
+
+
+def test_import_warns_about_each_vulnerable_resident_without_a_social_worker(cfg, tmp_path, capsys):
+    from bot.world.dalong import generate
+
+    reg = tmp_path / "v.csv"
+    info = generate(reg, households=60, seed=3)
+    lines = reg.read_text(encoding="utf-8").splitlines()
+    head = lines[0].split(",")
+    col_v, col_w = head.index("困难类别"), head.index("联系社工")
+    orphan = None
+    for i, line in enumerate(lines[1:], start=1):
+        cells = line.split(",")
+        if cells[col_v] and cells[col_w]:
+            cells[col_w] = ""
+            orphan = cells[head.index("姓名")]
+            lines[i] = ",".join(cells)
+            break
+    reg.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, _, err = run(capsys, "import", reg, "--groups", info["groups_file"], "--config", cfg)
+    assert code == 0 and orphan and "have no social worker" in err and orphan in err

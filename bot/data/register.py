@@ -218,3 +218,11 @@ def active_leads_per_node(store: Store) -> dict[int, int]:
     return {r["node_id"]: r["n"] for r in store.q(
         "SELECT l.node_id, COUNT(*) AS n FROM node_leads l JOIN residents r ON r.id=l.resident_id "
         "WHERE r.active=1 GROUP BY l.node_id")}
+
+
+def vulnerable_without_worker(store: Store) -> list[dict]:
+    """Active vulnerable residents with no (active) social worker: their visits go to the grid lead."""
+    return store.q(
+        "SELECT r.name, r.vulnerable, h.label FROM residents r JOIN households h ON h.id = r.household_id "
+        "LEFT JOIN residents w ON w.id = r.social_worker_id AND w.active = 1 "
+        "WHERE r.active = 1 AND r.vulnerable != '' AND w.id IS NULL ORDER BY h.label, r.name")

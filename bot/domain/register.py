@@ -134,6 +134,9 @@ class ImportReport:
     dry_run: bool = False
     refusal: str = ""         # dry run: why the real import would be refused (too many leave)
     committed: bool = False
+    # vulnerable residents nobody is assigned to (联系社工 empty or unknown): a warning, not an error —
+    # their one-to-one visits go to the grid lead at once
+    without_worker: list[dict] = field(default_factory=list)
 
     def add_bad(self, bad: BadRow) -> None:
         self.bad_count += 1
@@ -637,6 +640,7 @@ def import_register(store: Store, path: str | Path, *, groups_path: str | Path |
                     report.refusal = str(e)  # a dry run still shows what the file would change
                 data.defer_foreign_keys(store)  # a row may name a social worker listed below it
                 _write(store, sheet, checked, existing, groups, report, now, skip_bad)
+                report.without_worker = data.vulnerable_without_worker(store)
                 if report.bad_count and not skip_bad:
                     raise BadRowsError(report)
                 if dry_run:
