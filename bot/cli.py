@@ -250,8 +250,6 @@ def _alert_args(p):
 
 @command("drill", "a drill's (or warning's) after-action report, or a prediction before a drill")
 def cmd_drill(args, p):
-    from bot.server import drill_command
-
     return drill_command(_settings(args), args)
 
 
@@ -410,3 +408,49 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def drill_command(settings, args) -> int:
+    """`linli drill report|predict`: the after-action report of a drill or warning, and a prediction
+    replayed on a temporary local world with the people the history describes."""
+    from bot.core.config import DEMO_GROUPS, DEMO_REGISTER
+    from bot.data.store import Store
+    from bot.domain import alerts, drills
+    from bot.domain.alerts import AlertError, Draft
+    from bot.server import _refusal
+
+    store = Store(settings.store.path)
+    try:
+        if args.action == "report":
+            fmt = "xlsx" if args.out.lower().endswith(".xlsx") else "csv"
+            within = args.visit_within_min * 60 if args.visit_within_min else None
+            rep = drills.after_action(store, args.alert, settings=settings, visit_within_s=within)
+            with open(args.out, "wb") as f:
+                f.write(drills.export(rep, fmt))
+            print(f"wrote {args.out}")
+            return 0
+        from types import SimpleNamespace
+
+        from bot.demo import replay_with
+
+        draft = Draft(type=alerts.parse_type(args.type), colour=alerts.parse_colour(args.colour),
+                      scope=alerts.resolve_scope(store, [s for s in args.scope.split(",") if s.strip()]),
+                      status="exercise")
+        replay = replay_with(settings, settings.world.register or DEMO_REGISTER,
+                             settings.world.groups or DEMO_GROUPS, horizon_s=args.horizon_min * 60)
+        out = asyncio.run(drills.predict(SimpleNamespace(store=store), draft, args.seed, replay=replay))
+        print(f"history: {out['history_alerts']} warnings, {out['history_leads']} leads, "
+              f"{out['history_buildings']} buildings, {out['history_workers']} social workers")
+        for name, g in out["grids"].items():
+            t95 = f"{g['t95_s'] / 60:.1f} min" if g["t95_s"] is not None else "not reached"
+            print(f"  {name}: 95% acknowledged in {t95} ({g['pct']}% at the end)")
+        for link in out["slowest"]:
+            delay = f"{link['forward_delay_s'] / 60:.1f} min" if link["forward_delay_s"] is not None else "never"
+            print(f"  slow link: {link['place']} {link['group'] or ''} forwarded {delay}")
+        return 0
+    except AlertError as e:
+        print(f"refused: {_refusal(e)}", file=sys.stderr)
+        return 1
+    except drills.DrillError as e:
+        print(f"refused: {e}", file=sys.stderr)
+        return 1
