@@ -6,19 +6,30 @@ behind the clock people act (goal: < 30 simulated seconds). Both are given the s
 checked-in register file: Linli imports it into its database, the world reads it as the platform
 would know its users and groups. The community secretary issues the yellow thunderstorm-gale
 warning from his WeCom chat ("发布 黄色 雷雨大风", then "确认"); the relay, the people and the
-timers do the rest, and the demo prints coverage by grid until the warning expires and the
-summary arrives.
+timers do the rest. The demo narrates, in Chinese, what a secretary would follow (reminders,
+relay hops moving past silent leads, follow-up tasks) next to coverage by grid, until the warning
+expires and the summary arrives; then its clock stops.
+
+The demo uses the config's store (`[store] path`), emptied first, so `linli alert list` and the
+dashboard afterwards show the demo's warning. It refuses to empty a store whose config talks to
+the real platforms.
 """
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import time
+from collections import defaultdict
 from pathlib import Path
 
 from bot.app import App
+from bot.core import texts
 from bot.core.clock import ScaledClock
-from bot.core.config import DEMO_GROUPS, DEMO_REGISTER, Settings
+from bot.core.config import DEMO_GROUPS, DEMO_REGISTER, Settings, is_local_url
 from bot.data import alerts as alerts_data
+from bot.data import demo as demo_data
+from bot.data import org
 from bot.data.store import Store
 from bot.domain import escalation
 from bot.domain.acks import coverage
@@ -27,15 +38,57 @@ from bot.domain.register import format_tree, import_register, tree_counts
 # the demo's timeline, in simulated minutes: reminders, follow-up tasks, expiry + summary
 DEMO_REMIND_MIN, DEMO_FOLLOWUP_MIN, DEMO_EXPIRY_H = 15, 30, 1.0
 DEMO_PASSWORD = "linli-demo"
+LEAD_USER = "lead"  # the building lead's dashboard account, to show the scoped view
 POLL_S = 2.0  # how often (wall seconds) coverage is looked at while the story runs
 LAG_GOAL_S = 30.0  # people may act at most this far (simulated) behind their time
+NAMED = 5  # up to this many hops in one narration line are named one by one
+FAR_FUTURE_S = 10 * 365 * 86400.0  # where a stopped clock's later times map to on the wall
 
 
-def load_demo_register(store: Store, now: float) -> None:
-    """Import the checked-in Dalong register (idempotent: re-import updates in place)."""
+class StoryClock(ScaledClock):
+    """The demo's scaled clock, which stops at the end of the story: afterwards `now()` stands
+    still and every later time maps to the far future, so no timer and no person acts again."""
+
+    def __init__(self, speed: float, start: float | None = None):
+        super().__init__(speed, start)
+        self.stopped_at: float | None = None
+
+    def stop(self) -> float:
+        if self.stopped_at is None:
+            self.stopped_at = super().now()
+        return self.stopped_at
+
+    def now(self) -> float:
+        return self.stopped_at if self.stopped_at is not None else super().now()
+
+    def to_wall(self, at: float) -> float:
+        if self.stopped_at is not None and at > self.stopped_at:
+            return time.time() + FAR_FUTURE_S
+        return super().to_wall(at)
+
+    def wall_seconds(self, sim_seconds: float) -> float:
+        return FAR_FUTURE_S if self.stopped_at is not None else super().wall_seconds(sim_seconds)
+
+
+def register_counts(store: Store, report) -> dict:
+    """One set of register figures for everything the demo prints: people in the register (the
+    import's count), residents living in a household (the tree's and coverage's count), and the
+    difference — staff such as grid leads and social workers who belong to no household."""
+    roots = tree_counts(store)
+    residents = sum(r["residents"] for r in roots)
+    households = sum(r["households"] for r in roots)
+    return {"people": report.residents, "residents": residents, "households": households,
+            "others": max(0, report.residents - residents), "groups": report.groups, "roots": roots}
+
+
+def load_demo_register(store: Store, now: float) -> dict:
+    """Import the checked-in Dalong register (idempotent: re-import updates in place) and print
+    what it holds. Returns register_counts()."""
+    t0 = time.monotonic()
     report = import_register(store, DEMO_REGISTER, groups_path=DEMO_GROUPS, now=now)
-    print(f"register: {report.residents} residents, {report.households} households, "
-          f"{report.groups} groups")
+    counts = register_counts(store, report)
+    print(texts.render("demo/setup.j2", step="register", seconds=time.monotonic() - t0, **counts), flush=True)
+    return counts
 
 
 def _fresh_db(path: Path) -> None:
@@ -50,8 +103,101 @@ def _progress(store, alert_id: int, clock, start: float) -> str:
     grids = [g for root in cov["tree"] for g in root["children"]]
     parts = " | ".join(f"{g['name']} {g['pct']:5.1f}%" for g in grids)
     minutes = (clock.now() - start) / 60
-    return (f"[+{minutes:5.1f} min] acknowledged {cov['acked']:>5}/{cov['households']} ({cov['pct']:5.1f}%) "
-            f"reached {cov['reached']:>5} | {parts}")
+    return (f"[+{minutes:5.1f} 分钟] 确认 {cov['acked']:>5}/{cov['households']} 户 ({cov['pct']:5.1f}%) "
+            f"送达 {cov['reached']:>5} 户 | {parts}")
+
+
+def story_lines(events: list[dict], start: float, named: int = NAMED) -> list[str]:
+    """Narration lines (Chinese, templates/demo/story.j2) for story events as
+    bot.data.demo.story_events returns them, oldest first. A reminder is one line each; relay
+    hops moving past a silent lead are named one by one when there are at most `named` of them,
+    else counted in one line; follow-up tasks created / escalated are counted in one line each.
+    The first hop of each group (level 0, at issue) is the relay itself, not news."""
+    lines: list[tuple[float, str]] = []
+
+    def say(at: float, kind: str, **ctx) -> None:
+        lines.append((at, texts.render("demo/story.j2", kind=kind, minutes=(at - start) / 60, **ctx)))
+
+    asked = [e for e in events if e["kind"] == "hop.asked" and (e["data"].get("level") or 0) >= 1]
+    by_kind = defaultdict(list)
+    for e in events:
+        by_kind[e["kind"]].append(e)
+    for e in by_kind["alert.reminded"]:
+        say(e["at"], "reminded", households=e["data"].get("households", 0))
+    if 0 < len(asked) <= named:
+        for e in asked:
+            say(e["at"], "hop", level=e["data"]["level"], place=e["place"] or "?",
+                place_kind=e["place_kind"] or "", actor=e["actor"] or "?")
+    elif asked:
+        say(asked[0]["at"], "hops", n=len(asked), places=[e["place"] or "?" for e in asked[:named]],
+            backup=sum(e["data"]["level"] == 1 for e in asked), grid=sum(e["data"]["level"] >= 2 for e in asked))
+    for kind, word in (("hop.escalated", "direct"), ("hop.failed", "failed")):
+        if by_kind[kind]:
+            evs = by_kind[kind]
+            say(evs[0]["at"], word, n=len(evs), places=[e["place"] or "?" for e in evs[:named]])
+    if by_kind["followup.created"]:
+        evs = by_kind["followup.created"]
+        worker_tasks = [e for e in evs if (e["data"].get("level") or 0) == 0]
+        say(evs[0]["at"], "followups", n=len(evs), workers=len({e["actor"] for e in worker_tasks if e["actor"]}),
+            grid=len(evs) - len(worker_tasks))
+    if by_kind["followup.escalated"]:
+        evs = by_kind["followup.escalated"]
+        say(evs[0]["at"], "followups_escalated", to_grid=sum(e["data"].get("level") == 1 for e in evs),
+            to_staff=sum((e["data"].get("level") or 0) >= 2 for e in evs))
+    return [text for _, text in sorted(lines, key=lambda x: x[0])]
+
+
+def narrate(store: Store, alert_id: int, start: float, after_id: int = 0) -> tuple[list[str], int]:
+    """The story since event `after_id`: (lines, the last event id read)."""
+    events = demo_data.story_events(store, alert_id, after_id)
+    return story_lines(events, start), (events[-1]["id"] if events else after_id)
+
+
+def summary_legend(store: Store, alert_id: int, counts: dict | None = None) -> str:
+    """What the summary's 确认 / 送达 mean, so more acknowledgements than deliveries reads right."""
+    return texts.render("demo/summary_legend.j2", proxy=demo_data.proxy_only_households(store, alert_id),
+                        residents=counts["residents"] if counts else None,
+                        households=counts["households"] if counts else None)
+
+
+def create_lead_account(store: Store, password: str, username: str = LEAD_USER) -> dict | None:
+    """A dashboard account for the first building's lead, so a newcomer can log in and see the
+    scoped view. None when the register has no building lead."""
+    from bot.web.auth import create_user
+
+    for node in org.nodes(store):
+        if node["kind"] != "building":
+            continue
+        lead = org.lead_of(store, node["id"], 0)
+        if lead is not None:
+            create_user(store, username, password, resident_id=lead["id"])
+            return {"lead_user": username, "lead_name": lead["name"], "lead_place": node["name"]}
+    return None
+
+
+async def _start_web(app: App, host: str, port: int):
+    """Serve Linli's routes in this process (not via bot.server, which imports this module for
+    its drills: the two would form an import cycle)."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app.web_app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+async def _until_signal() -> None:
+    """Until SIGINT/SIGTERM: the demo keeps serving its pages, its clock stopped."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass  # no signal handlers here (not the main thread): Ctrl-C still raises
+    await stop.wait()
 
 
 def _world_counts(stats: dict) -> str:
@@ -77,35 +223,56 @@ def world_stats(world, since: int = 0) -> dict:
 
 
 async def run_demo(settings: Settings, *, speed: float = 30.0, exit_at_end: bool = False) -> int:
-    from bot.server import _until_stopped, start_app
     from bot.world.sim import World
 
     if speed <= 0:
         print("--speed must be > 0", flush=True)
         return 2
-    db = Path(settings.store.path).with_name("demo.db")
+    remote = [u for u in (settings.wecom.api_base, settings.oa.api_base) if not is_local_url(u)]
+    if remote:
+        # the demo empties the config's store: never the store of a deployment on the real platforms
+        print(f"refusing to run the demo: this config talks to {', '.join(remote)}, not the local world; "
+              "the demo would empty its store", flush=True)
+        return 2
+    # the scaled clock makes APScheduler's wall-clock jobs run a little late; its "missed by"
+    # warnings are noise in a story the timers are meant to drive
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    # routine sender chatter (token refreshes) would interleave with the narration
+    logging.getLogger("linli.senders").setLevel(logging.WARNING)
+    db = Path(settings.store.path)
+    db.parent.mkdir(parents=True, exist_ok=True)
     _fresh_db(db)
+    print(texts.render("demo/setup.j2", step="store", path=db), flush=True)
     settings = dataclasses.replace(
-        settings, store=dataclasses.replace(settings.store, path=str(db)),
+        settings,
         escalation=dataclasses.replace(
             settings.escalation, default_expiry_h=DEMO_EXPIRY_H,
             remind_after_min={c: DEMO_REMIND_MIN for c in settings.escalation.remind_after_min},
             followup_after_min={c: DEMO_FOLLOWUP_MIN for c in settings.escalation.followup_after_min}),
         dashboard=dataclasses.replace(settings.dashboard, password=settings.dashboard.password or DEMO_PASSWORD))
-    clock = ScaledClock(speed)
+    clock = StoryClock(speed)
     store = Store(db)
-    load_demo_register(store, clock.now())
-    print(format_tree(tree_counts(store)))
+    counts = load_demo_register(store, clock.now())
+    print(format_tree(counts["roots"]))
 
+    t0 = time.monotonic()
     world = World(settings, DEMO_REGISTER, groups=DEMO_GROUPS, clock=clock)
     world_url = await world.start(settings.world.host, settings.world.port)
+    print(texts.render("demo/setup.j2", step="world", people=counts["people"], groups=counts["groups"],
+                       seconds=time.monotonic() - t0), flush=True)
+    t0 = time.monotonic()
     app = App(settings, store=store, clock=clock)
-    runner = await start_app(app, settings.server.host, settings.server.port)
+    runner = await _start_web(app, settings.server.host, settings.server.port)
     linli_url = f"http://{settings.server.host}:{settings.server.port}"
     await world.connect(linli_url)
+    print(texts.render("demo/setup.j2", step="linli", seconds=time.monotonic() - t0), flush=True)
     people = asyncio.create_task(world.run_forever())
     try:
-        print(f"\nLinli:     {linli_url}/  (dashboard login: admin / {settings.dashboard.password})")
+        lead = create_lead_account(store, settings.dashboard.password)
+        print(texts.render("demo/setup.j2", step="accounts" if lead else "no_lead",
+                           password=settings.dashboard.password, **(lead or {})))
+        print(f"\nLinli:     {linli_url}/  (dashboard login: admin / {settings.dashboard.password}"
+              + (f"; building lead: {lead['lead_user']} / {settings.dashboard.password}" if lead else "") + ")")
         print(f"WeChat:    {world_url}/chat  (the local WeChat world's chat window)")
         print(f"clock:     simulated, {speed:g}x real time\n")
 
@@ -122,21 +289,30 @@ async def run_demo(settings: Settings, *, speed: float = 30.0, exit_at_end: bool
         if alert is None:
             print("the warning was not issued; see the log", flush=True)
             return 1
-        start, last, seen = alert["created_at"], "", 0
+        start, last, seen, after = alert["created_at"], "", 0, 0
         while alerts_data.get(store, alert["id"])["summary_at"] is None:
+            lines, after = narrate(store, alert["id"], start, after)
+            for line in lines:
+                print(line, flush=True)
             line = _progress(store, alert["id"], clock, start)
             if line.split("]", 1)[1] != last:  # print when coverage moved
                 stats = world_stats(world, seen)
                 seen = stats["actions"]
-                print(f"{line} | people lag ≤ {stats['recent_max_s']:.0f} s", flush=True)
+                print(f"{line} | 居民行动滞后 ≤ {stats['recent_max_s']:.0f} 秒", flush=True)
                 last = line.split("]", 1)[1]
             await asyncio.sleep(POLL_S)
+        clock.stop()  # the story is over: nothing new fires, the pages show where it ended
+        lines, after = narrate(store, alert["id"], start, after)
+        for line in lines:
+            print(line)
         print(_progress(store, alert["id"], clock, start))
         print("\n" + escalation.summary_text(store, alerts_data.get(store, alert["id"])))
+        print(summary_legend(store, alert["id"], counts))
         print(f"\nsends: {app.outbox.counts()}; {_world_counts(world_stats(world))}")
+        print(texts.render("demo/setup.j2", step="stopped"))
         if not exit_at_end:
             print("\nstill running — open the URLs above; Ctrl-C to stop", flush=True)
-            await _until_stopped()
+            await _until_signal()
     finally:
         people.cancel()
         await runner.cleanup()
