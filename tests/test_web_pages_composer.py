@@ -10,6 +10,7 @@ import re
 import pytest
 from aiohttp.test_utils import TestClient
 from sim_rig import close_sim, make_sim
+from web_rig import client, csrf_of, sign_in  # noqa: F401  (client is a fixture)
 
 from bot.data import alerts as alert_rows
 from bot.data import people as people_db
@@ -28,24 +29,8 @@ async def rig(tmp_path):
     await close_sim(rig)
 
 
-@pytest.fixture
-async def client(rig):
-    client = TestClient(rig.server)
-    await client.start_server()
-    yield client
-    await client.close()
-
-
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf(?:-token)?" (?:value|content)="([^"]+)"', html).group(1)
-
-
 async def login(client, username="admin", password=PASSWORD):
-    page = await client.get("/login")
-    resp = await client.post("/login", data={"csrf": csrf_of(await page.text()), "username": username,
-                                             "password": password}, allow_redirects=False)
-    assert resp.status == 303, await resp.text()
-    return csrf_of(await (await client.get("/")).text())
+    return await sign_in(client, username, password)
 
 
 def subtree_ids(store, node_id: int) -> list[int]:

@@ -4,11 +4,10 @@ messages that were not relayed (held, refused, outside, recorded tests) with the
 released to a scope through feed.release."""
 from __future__ import annotations
 
-import re
-
 import pytest
 from aiohttp.test_utils import TestClient
 from sim_rig import close_sim, make_sim, staff
+from web_rig import client, csrf_of, sign_in  # noqa: F401  (client is a fixture)
 
 from bot.data import sends as sends_data
 from bot.domain import alerts, feed
@@ -27,24 +26,8 @@ async def rig(tmp_path):
     await close_sim(rig)
 
 
-@pytest.fixture
-async def client(rig):
-    client = TestClient(rig.server)
-    await client.start_server()
-    yield client
-    await client.close()
-
-
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf(?:-token)?" (?:value|content)="([^"]+)"', html).group(1)
-
-
 async def login(client, username="admin", password=PASSWORD):
-    page = await client.get("/login")
-    resp = await client.post("/login", data={"csrf": csrf_of(await page.text()), "username": username,
-                                             "password": password}, allow_redirects=False)
-    assert resp.status == 303, await resp.text()
-    return csrf_of(await (await client.get("/")).text())
+    return await sign_in(client, username, password)
 
 
 def dead_send(rig, *, state="dead", error="errcode 60020: not allow to access from your ip", alert_id=None) -> int:
