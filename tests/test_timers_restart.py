@@ -13,7 +13,7 @@ async def test_restart_rearms_and_fires_once(tmp_path):
     try:
         alert_id = alerts.issue(rig.app, Draft(type="寒潮", colour="blue", issuer_id=staff(rig.store)["id"]))
         await rig.app.settle()
-        first_due = escalation.rearm(rig.app)
+        first_due = rig.app.timers.rearm()
         assert rig.app.scheduler.armed[escalation.JOB] == first_due
         assert first_due == T0 + 60 * rig.settings.relay.building_deadline_min  # the earliest hop deadline
         # "restart": a new App on the same file, later in the day

@@ -145,18 +145,8 @@ def unsummarised(store: Store) -> list[dict]:
     return store.q("SELECT * FROM alerts WHERE summary_at IS NULL ORDER BY id")
 
 
-def newest_active_of_type(store: Store, type_: str) -> dict | None:
-    return store.q1("SELECT * FROM alerts WHERE type=? AND state='active' AND action!='lift' "
-                    "ORDER BY id DESC LIMIT 1", (type_,))
-
-
 def sends_count(store: Store, alert_id: int) -> int:
     return store.scalar("SELECT COUNT(*) FROM sends WHERE alert_id=?", (alert_id,))
-
-
-def was_ingested(store: Store, identifier: str) -> bool:
-    return store.scalar("SELECT 1 FROM events WHERE kind='cap.ingested' AND json_extract(data, '$.identifier')=?",
-                        (identifier,)) == 1
 
 
 def recently_ended_for_household(store: Store, household_id: int, now: float, within_s: float) -> dict | None:

@@ -21,7 +21,7 @@ from bot.data import alerts as alerts_db
 from bot.data import org
 from bot.data import people as people_db
 from bot.domain import requests as requests_mod
-from bot.domain.coverage import coverage, unacked_households  # noqa: F401  (re-exported)
+from bot.domain.coverage import coverage  # noqa: F401  (re-exported)
 from bot.domain.ports import Deps
 from bot.domain.status import is_live
 

@@ -81,10 +81,6 @@ def check_colour(type_: str, colour: str) -> None:
                          valid="、".join(texts.COLOUR_ZH[c] for c in signals.colours_of(type_)))
 
 
-def community_name(store: Store) -> str:
-    return org.community_name(store)
-
-
 def resolve_scope(store: Store, names_or_ids: list) -> list[int]:
     """Scope words ("第一网格", "大龙一区", "大龙一区/3栋", node ids) -> node ids."""
     ids = []
@@ -180,11 +176,6 @@ def live_for_household(deps: Deps, household_id: int) -> list[dict]:
     return alerts_db.live_for_household(deps.store, household_id, deps.clock.now())
 
 
-def active_alert_for_household(store: Store, household_id: int, now: float | None = None) -> dict | None:
-    """The newest live alert covering this household (kept for callers that want one)."""
-    rows = alerts_db.live_for_household(store, household_id, now if now is not None else 0.0)
-    return rows[0] if rows else None
-
 
 def find(store: Store, alert_id: int) -> dict | None:
     return alerts_db.get(store, alert_id)
@@ -217,11 +208,3 @@ def issuer_named(store: Store, name: str | None) -> dict | None:
         return people_db.active_named(store, name)
     staff = people_db.with_role(store, "staff")
     return staff[0] if staff else None
-
-
-def was_ingested(store: Store, identifier: str) -> bool:
-    return alerts_db.was_ingested(store, identifier)
-
-
-def newest_active_of_type(store: Store, type_: str) -> dict | None:
-    return alerts_db.newest_active_of_type(store, type_)

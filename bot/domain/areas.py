@@ -24,6 +24,3 @@ def buildings_of(store: Store, person: dict | None) -> list[int] | None:
         return org.buildings_of_clients(store, person["id"])
     return []
 
-
-def sees_all(store: Store, person: dict | None) -> bool:
-    return buildings_of(store, person) is None

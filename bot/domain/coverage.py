@@ -59,6 +59,3 @@ def time_to_fraction(store: Store, alert_id: int, acked: int, total: int, frac: 
         return None
     return acks_db.nth_first_ack_at(store, alert_id, need) - start
 
-
-def unacked_households(store: Store, alert_id: int, building_id: int | None = None) -> list[dict]:
-    return acks_db.unacked_households(store, alert_id, building_id)

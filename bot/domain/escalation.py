@@ -73,11 +73,6 @@ async def run_due(deps: Deps) -> dict:
     return done
 
 
-def rearm(deps: Deps) -> float | None:
-    """Kept for callers outside the domain: re-arm through the deps' timer."""
-    return deps.timers.rearm()
-
-
 def remind(deps: Deps, alert: dict) -> int:
     """Remind un-acked households directly, and give each building lead their list."""
     store, now = deps.store, deps.clock.now()

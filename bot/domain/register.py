@@ -25,59 +25,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from bot.core import vocabulary
 from bot.core.texts import render
 from bot.data import register as data
 from bot.data.store import Store
 
-# canonical column -> accepted headers (lower-cased, spaces stripped)
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "community": ("社区", "community"),
-    "grid": ("网格", "grid"),
-    "compound": ("小区", "compound"),
-    "building": ("楼栋", "楼", "building"),
-    "unit": ("单元", "unit"),
-    "room": ("房号", "门牌", "room"),
-    "name": ("姓名", "name"),
-    "phone": ("电话", "手机", "phone"),
-    "roles": ("角色", "身份", "role", "roles"),
-    "vulnerable": ("困难类别", "重点人群", "vulnerable"),
-    "social_worker": ("联系社工", "社工", "social_worker", "socialworker"),
-    "wecom_userid": ("企业微信id", "企业微信", "wecom_userid", "wecomid", "platform_id"),
-    "oa_openid": ("公众号openid", "openid", "oa_openid"),
-}
-GROUP_COLUMNS: dict[str, tuple[str, ...]] = {
-    "community": ("社区", "community"),
-    "grid": ("网格", "grid"),
-    "compound": ("小区", "compound"),
-    "building": ("楼栋", "楼", "building"),
-    "name": ("群名", "群名称", "name", "group"),
-    "kind": ("类型", "群类型", "kind", "type"),
-    "chat_id": ("群id", "chatid", "chat_id", "webhook", "key"),
-    "owner": ("群主", "负责人", "owner", "lead"),
-}
+# canonical column -> accepted headers (lower-cased, spaces stripped): the shared vocabulary
+COLUMNS: dict[str, tuple[str, ...]] = vocabulary.table("register.columns")
+GROUP_COLUMNS: dict[str, tuple[str, ...]] = vocabulary.table("register.group_columns")
 REQUIRED = ("name", "room", "building")
 GROUP_REQUIRED = ("name", "kind")
 
-ROLE_WORDS = {
-    "staff": ("社区工作人员", "工作人员", "社区干部", "两委", "staff"),
-    "grid_lead": ("网格长", "网格员", "grid_lead", "gridlead"),
-    "building_lead": ("楼长", "building_lead", "buildinglead"),
-    "social_worker": ("社工", "social_worker", "socialworker"),
-    "volunteer": ("志愿者", "volunteer"),
-    "party_member": ("党员", "party_member"),
-    "resident": ("居民", "resident"),
-}
+ROLE_WORDS = vocabulary.table("register.roles")  # role -> words; the first is how the register names it
 ROLE_OF = {w.lower(): role for role, words in ROLE_WORDS.items() for w in words}
 # a role as the register names it (the first word of each list): what error messages say
 ROLE_NAME = {role: words[0] for role, words in ROLE_WORDS.items()}
-VULNERABLE = ("低保户", "困难户", "独居老人", "孤寡老人", "空巢老人", "残疾人", "重病患者",
-              "留守儿童", "优抚对象", "高龄老人")
-GROUP_KINDS = {
-    "app_chat": ("应用群", "企业微信群", "app_chat", "appchat"),
-    "robot": ("机器人", "群机器人", "robot", "webhook"),
-    "personal": ("个人微信群", "微信群", "personal"),
-    "customer": ("客户群", "customer"),
-}
+VULNERABLE = vocabulary.words("register.vulnerable")
+GROUP_KINDS = vocabulary.table("register.group_kinds")
 KIND_OF = {w.lower(): k for k, words in GROUP_KINDS.items() for w in words}
 LEAD_ROLES_BY_LEVEL = {"grid": "grid_lead", "building": "building_lead"}
 PLACE_LEVELS = ("community", "grid", "compound", "building")

@@ -113,15 +113,6 @@ def _ask(deps: Deps, alert, hop_id, group, lead, group_text, *, level: int) -> d
                 payload={"text": text}, purpose="ask", alert_id=alert["id"])
 
 
-def dm_target(deps: Deps, person: dict) -> tuple[str, str] | None:
-    """How to reach one person privately (the transport decides)."""
-    return deps.reach.person(person)
-
-
-def lead_of(store, node_id: int, rank: int) -> dict | None:
-    return org.lead_of(store, node_id, rank)
-
-
 def ack_link(deps: Deps, alert_id: int, household_id: int) -> str:
     s = deps.settings.server
     return links.ack_url(s.public_url, s.link_secret, alert_id, household_id)

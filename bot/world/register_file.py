@@ -8,8 +8,8 @@ the households they live in, and the chat groups of each place with their kind a
 This is deliberately a small, lenient reader, not Linli's importer (bot/domain/register.py):
 the world does not validate a register, it only needs to know who exists. So a row the world
 cannot use is skipped with a reason in `RegisterFile.skipped` rather than refusing the file;
-only a file without the columns the world needs is refused (RegisterFileError). The header
-aliases repeat the common ones of the importer on purpose (the world may import bot.core only).
+only a file without the columns the world needs is refused (RegisterFileError). Header and role
+words come from bot.core.vocabulary, shared with the importer.
 """
 from __future__ import annotations
 
@@ -19,36 +19,16 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# canonical column -> accepted headers (compared lower-cased, without spaces)
-COLUMNS = {
-    "community": ("社区", "community"), "grid": ("网格", "grid"), "compound": ("小区", "compound"),
-    "building": ("楼栋", "楼", "building"), "unit": ("单元", "unit"), "room": ("房号", "门牌", "room"),
-    "name": ("姓名", "name"), "phone": ("电话", "手机", "phone"), "roles": ("角色", "身份", "role", "roles"),
-    "vulnerable": ("困难类别", "重点人群", "vulnerable"),
-    "social_worker": ("联系社工", "社工", "social_worker", "socialworker"),
-    "wecom_userid": ("企业微信id", "企业微信", "wecom_userid", "wecomid", "platform_id"),
-    "oa_openid": ("公众号openid", "openid", "oa_openid"),
-}
-GROUP_COLUMNS = {
-    "community": ("社区", "community"), "grid": ("网格", "grid"), "compound": ("小区", "compound"),
-    "building": ("楼栋", "楼", "building"), "name": ("群名", "群名称", "name", "group"),
-    "kind": ("类型", "群类型", "kind", "type"), "chat_id": ("群id", "chatid", "chat_id", "webhook", "key"),
-    "owner": ("群主", "负责人", "owner", "lead"),
-}
+from bot.core import vocabulary
+
+# the register's words (headers, role names, group kinds) come from Linli's shared vocabulary in
+# bot.core, the layer the world may read: the same spreadsheet reads the same way on both sides
+COLUMNS = vocabulary.table("register.columns")
+GROUP_COLUMNS = vocabulary.table("register.group_columns")
 # only the roles the world acts on; any other word (居民, 志愿者, …) leaves a plain resident
-ROLE_WORDS = {
-    "staff": ("社区工作人员", "工作人员", "社区干部", "两委", "staff"),
-    "grid_lead": ("网格长", "网格员", "grid_lead", "gridlead"),
-    "building_lead": ("楼长", "building_lead", "buildinglead"),
-    "social_worker": ("社工", "social_worker", "socialworker"),
-    "party_member": ("党员", "party_member"),
-}
-GROUP_KIND_WORDS = {
-    "app_chat": ("应用群", "企业微信群", "app_chat", "appchat"),
-    "robot": ("机器人", "群机器人", "robot", "webhook"),
-    "personal": ("个人微信群", "微信群", "personal"),
-    "customer": ("客户群", "customer"),
-}
+ACTS_ON = ("staff", "grid_lead", "building_lead", "social_worker", "party_member")
+ROLE_WORDS = {role: words for role, words in vocabulary.table("register.roles").items() if role in ACTS_ON}
+GROUP_KIND_WORDS = vocabulary.table("register.group_kinds")
 ROLE_OF = {w.lower(): role for role, words in ROLE_WORDS.items() for w in words}
 KIND_OF = {w.lower(): kind for kind, words in GROUP_KIND_WORDS.items() for w in words}
 SPLIT_RE = re.compile(r"[、,，/;；\s]+")

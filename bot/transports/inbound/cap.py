@@ -175,8 +175,3 @@ def receive(deps, xml: bytes | str, *, issuer_id: int | None = None) -> FeedOutc
     return feed.receive(deps, m, xml if isinstance(xml, str) else xml.decode("utf-8", "replace"),
                         issuer_id=issuer_id)
 
-
-def ingest(deps, xml: bytes | str, *, issuer_id: int | None = None) -> int | None:
-    """Compatibility: the alert id a message made (None when it made none, e.g. a duplicate)."""
-    out = receive(deps, xml, issuer_id=issuer_id)
-    return out.alert_id if out.outcome in ("relayed", "updated", "lifted") else None

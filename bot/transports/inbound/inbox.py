@@ -36,11 +36,6 @@ NONCE_KEEP_WITHOUT_WINDOW_S = 86400  # with the freshness check off, how long no
 PRUNE_EVERY_S = 300.0           # how often (monotonic) a chunk of history is pruned
 PRUNE_CHUNK = 2000              # rows per pruning transaction: a short hold of the write lock
 
-# Kept for handlers/middlewares.py, which still imports it from here (the lead moves it to
-# bot.data.people.by_account); new code calls people.by_account directly.
-find_resident = people.by_account
-
-
 class RecordTimeout(Exception):
     """The message could not be written before the give-up deadline (the write lock was held
     too long). The route answers 503 so the platform retries it."""
