@@ -11,8 +11,8 @@ import re
 
 import openpyxl
 import pytest
-from aiohttp.test_utils import TestClient
 from sim_rig import close_sim, make_sim, staff
+from web_rig import client, csrf_of  # noqa: F401  (client is a fixture)
 
 from bot.domain import alerts
 from bot.domain.alerts import Draft
@@ -30,18 +30,6 @@ async def rig(tmp_path):
     rig.server.app[OPTIONS].live.poll_s = 0.02
     yield rig
     await close_sim(rig)
-
-
-@pytest.fixture
-async def client(rig):
-    client = TestClient(rig.server)
-    await client.start_server()
-    yield client
-    await client.close()
-
-
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf(?:-token)?" (?:value|content)="([^"]+)"', html).group(1)
 
 
 async def login(client, username="admin", password=PASSWORD, status=303):

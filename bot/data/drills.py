@@ -47,14 +47,6 @@ def hop_asks(store: Store, alert_id: int) -> list[dict]:
         "WHERE e.kind = 'hop.asked' AND e.ref_type = 'hop' ORDER BY e.ref_id, e.at, e.id", (alert_id,))
 
 
-def followups(store: Store, alert_id: int) -> list[dict]:
-    """Follow-up tasks of vulnerable residents for this alert, with names and rooms."""
-    return store.q(
-        "SELECT f.*, r.name, r.vulnerable, h.label AS room, h.building_id, w.name AS worker "
-        "FROM followups f JOIN residents r ON r.id = f.resident_id JOIN households h ON h.id = f.household_id "
-        "LEFT JOIN residents w ON w.id = f.worker_id WHERE f.alert_id = ? ORDER BY f.id", (alert_id,))
-
-
 def vulnerable_in_scope(store: Store, alert_id: int) -> list[dict]:
     """Vulnerable residents of the alert's scope, with their household's first ack time."""
     return store.q(

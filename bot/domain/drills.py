@@ -27,6 +27,7 @@ from bot.core import texts
 from bot.core.config import Settings
 from bot.data import alerts as alerts_db
 from bot.data import drills as drills_db
+from bot.data import followups as followups_db
 from bot.data.store import Store
 from bot.domain import followups as followups_mod
 from bot.domain.relay import _deadline_min
@@ -151,7 +152,7 @@ def _hops(store: Store, alert_id: int, nodes: dict, start: float, settings) -> t
 
 def _vulnerable(store: Store, alert_id: int, start: float, within_s: float, nodes: dict) -> list[dict]:
     tasks: dict[int, list[dict]] = {}
-    for f in drills_db.followups(store, alert_id):
+    for f in followups_db.board(store, None, alert_id):  # every task of this warning, any state
         tasks.setdefault(f["resident_id"], []).append(f)
     out = []
     for r in drills_db.vulnerable_in_scope(store, alert_id):
