@@ -18,7 +18,7 @@ from bot.core.config import Settings
 from bot.core.dispatcher import Dispatcher
 from bot.core.scheduler import Scheduler
 from bot.data.store import Store
-from bot.domain import digest, escalation, feed, relay, schedules, upward
+from bot.domain import consult, digest, escalation, feed, relay, schedules, upward
 from bot.domain.timers import Timers
 from bot.transports.inbound import cap, inbox
 from bot.transports.inbound.routes import add_callback_routes
@@ -75,7 +75,7 @@ class App:
         self.scheduler = Scheduler(self.clock, settings.timezone)
         # everything due later, in one timer: silence escalating, scheduled weather-service warnings,
         # staff's scheduled and recurring notices, coverage reported upward, digests of held notices
-        self.timers = Timers(self, self.scheduler, [escalation, feed, schedules, upward, digest])
+        self.timers = Timers(self, self.scheduler, [escalation, feed, schedules, upward, digest, consult])
         # the relay reacts to each send's outcome inside the transaction that records it
         self.outbox.subscribe("*", lambda row, result: relay.on_send_result(self, row, result))
 

@@ -35,7 +35,7 @@ def sends(app):
 def test_router_order_is_pinned(app):
     # change this list on purpose when adding a router; the order is the priority
     assert [r.name for r in build_dispatcher(app).routers] == [
-        "onboarding", "alerts", "schedules", "acks", "requests", "fallback"]
+        "onboarding", "alerts", "schedules", "consult", "claims", "scores", "acks", "requests", "fallback"]
     assert build_dispatcher(app).middlewares == [log_errors, attach_resident]
 
 

@@ -107,6 +107,10 @@ class RelaySettings:
     grid_deadline_min: int = 3
     compound_deadline_min: int = 3
     building_deadline_min: int = 5
+    # the household level below the building (党员中心户 / 红管家, households.steward_id): when on,
+    # a steward is asked to pass the warning to their households and gets their silent ones' list
+    stewards: bool = False
+    steward_deadline_min: int = 10
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,28 @@ class RegisterSettings:
 
 
 @dataclass(frozen=True)
+class ConsultSettings:
+    # 议事: a consultation's defaults and reminders to households that have not voted
+    default_days: int = 7
+    remind_before_h: list = field(default_factory=lambda: [24])
+
+
+@dataclass(frozen=True)
+class ClaimsSettings:
+    # 三单制 / 微心愿: who may claim a request opened for claiming (register roles)
+    roles: list = field(default_factory=lambda: ["volunteer", "party_member"])
+
+
+@dataclass(frozen=True)
+class ScoresSettings:
+    # 流动小红旗: how a building's month is scored (weights of the parts, summed to 100 points)
+    weights: dict = field(default_factory=lambda: {
+        "ack_share": 20, "ack_speed": 10, "requests": 10, "resolved": 10, "rating": 10,
+        "turnout": 10, "claims": 10, "peer": 20})
+    top_n: int = 3
+
+
+@dataclass(frozen=True)
 class WorldSettings:
     # the register file the world plays (it reads the file, never Linli's database)
     register: str = ""
@@ -221,6 +247,9 @@ class Settings:
     cap: CapSettings = CapSettings()
     upward: UpwardSettings = UpwardSettings()
     quiet: QuietSettings = QuietSettings()
+    consult: ConsultSettings = ConsultSettings()
+    claims: ClaimsSettings = ClaimsSettings()
+    scores: ScoresSettings = ScoresSettings()
     world: WorldSettings = WorldSettings()
     # words the bot reads, added to bot/core/vocabulary.toml's lists: { "replies.ack" = ["晓得了"] }
     vocabulary: dict = field(default_factory=dict)

@@ -24,7 +24,18 @@ from bot.data import dashboard as queries
 from bot.domain import alerts, drills, upward
 from bot.domain.alerts import AlertError
 from bot.domain.status import is_live
-from bot.web import alert_view, auth, composer, exports, followups_pages, requests_pages, undelivered
+from bot.web import (
+    alert_view,
+    auth,
+    claims_pages,
+    composer,
+    consult_pages,
+    exports,
+    followups_pages,
+    requests_pages,
+    scores_pages,
+    undelivered,
+)
 from bot.web.alerts_api import add_alert_routes
 from bot.web.render import APP_KEY, app_of, labels, page, render
 from bot.web.requests_api import add_request_routes
@@ -76,6 +87,9 @@ def add_dashboard_routes(wa: web.Application, app, *, poll_s: float = 1.0,
     requests_pages.add_routes(wa, app)
     followups_pages.add_routes(wa)
     undelivered.add_routes(wa)
+    consult_pages.add_routes(wa)
+    claims_pages.add_routes(wa)
+    scores_pages.add_routes(wa)
 
     async def api_auth(request: web.Request) -> dict:
         return (await auth.require(request, app, api=True)).person
