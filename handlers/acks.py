@@ -6,6 +6,7 @@ from __future__ import annotations
 from bot.core.dispatcher import Ctx, Router
 from bot.core.filters import command, has_role, known_resident, roles_of
 from bot.core.models import Inbound
+from bot.data import org
 from bot.domain import acks, areas, followups, relay, requests
 from bot.domain.acks import parse_reply
 
@@ -22,8 +23,11 @@ def _was_asked(ctx: Ctx, msg: Inbound) -> bool:
 
 @router.text(command("commands.forwarded", r"^{words}[。!！]*$"), _was_asked)
 async def forwarded(ctx: Ctx, msg: Inbound) -> None:
-    names = relay.lead_forwarded(ctx.app, ctx.resident)
-    await ctx.reply("messages/alert_forward_thanks.j2", hops=names)
+    done = relay.forwarded(ctx.app, ctx.resident)
+    if done["households"]:  # a steward (党员中心户 / 红管家) passed it on to their households
+        await ctx.reply("messages/stewards/forward_thanks.j2", **done)
+    else:
+        await ctx.reply("messages/alert_forward_thanks.j2", hops=done["groups"])
 
 
 def _confirmable_buildings(ctx: Ctx) -> list[int]:
@@ -32,10 +36,32 @@ def _confirmable_buildings(ctx: Ctx) -> list[int]:
     return acks.all_buildings(ctx.store) if area is None else area
 
 
-@router.text(has_role("building_lead", "grid_lead", "staff"), command("commands.proxy_ack", r"^{words}\s*(?P<room>.+)$"))
+def _may_proxy(ctx: Ctx, msg: Inbound) -> bool:
+    """Leads and staff (in their area), and stewards (党员中心户 / 红管家) for their own households."""
+    if ctx.resident is None:
+        return False
+    return bool(roles_of(ctx.resident) & {"building_lead", "grid_lead", "staff"}) or org.is_steward(
+        ctx.store, ctx.resident["id"])
+
+
+def _confirmable(ctx: Ctx, text: str) -> tuple[list[dict], bool]:
+    """The households "代确认 <text>" may mean for this person, and whether they confirm only as a
+    steward (which the refusal says). A steward who is also a lead has both."""
+    lead = bool(roles_of(ctx.resident) & {"building_lead", "grid_lead", "staff"})
+    found = acks.find_household(ctx.store, text, _confirmable_buildings(ctx)) if lead else []
+    mine = {h["id"]: h for h in org.steward_households(ctx.store, ctx.resident["id"])}
+    if mine:
+        buildings = sorted({h["building_id"] for h in mine.values()})
+        found += [h for h in acks.find_household(ctx.store, text, buildings)
+                  if h["id"] in mine and h["id"] not in {f["id"] for f in found}]
+    return found, not lead
+
+
+@router.text(command("commands.proxy_ack", r"^{words}\s*(?P<room>.+)$"), _may_proxy)
 async def proxy_ack(ctx: Ctx, msg: Inbound) -> None:
-    """A lead confirms for a neighbour without a phone: "代确认 3栋502"."""
-    found = acks.find_household(ctx.store, ctx.match["room"], _confirmable_buildings(ctx))
+    """A lead confirms for a neighbour without a phone: "代确认 3栋502"; a steward for one of the
+    households they look after."""
+    found, steward_only = _confirmable(ctx, ctx.match["room"])
     labels = [h["label"] for h in found]
     outcome = None
     if len(found) == 1:
@@ -44,7 +70,7 @@ async def proxy_ack(ctx: Ctx, msg: Inbound) -> None:
         if outcome.refused:
             labels = []
     await ctx.reply("messages/proxy_ack.j2", households=labels, text=ctx.match["room"],
-                    alerts=[a.alert for a in outcome.acked] if outcome else [])
+                    alerts=[a.alert for a in outcome.acked] if outcome else [], steward=steward_only)
 
 
 @router.text(has_role("social_worker", "staff", "grid_lead"), command("commands.visited", r"^{words}\s*(?P<rest>.*)$"))

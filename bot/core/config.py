@@ -206,6 +206,7 @@ class ConsultSettings:
 class ClaimsSettings:
     # 三单制 / 微心愿: who may claim a request opened for claiming (register roles)
     roles: list = field(default_factory=lambda: ["volunteer", "party_member"])
+    max_hours: float = 24.0  # the most one completed claim may count (a typo is not a week)
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,10 @@ class ScoresSettings:
         "ack_share": 20, "ack_speed": 10, "requests": 10, "resolved": 10, "rating": 10,
         "turnout": 10, "claims": 10, "peer": 20})
     top_n: int = 3
+    # ack speed: a median first answer after 0 minutes scores full, after this many (or later) nothing
+    speed_cap_min: float = 120.0
+    # a volunteer claim without recorded hours counts as this many hours
+    claim_default_h: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -93,3 +93,41 @@ def buildings_of_clients(store: Store, worker_id: int) -> list[int]:
     return [r["building_id"] for r in store.q(
         "SELECT DISTINCT h.building_id FROM residents r JOIN households h ON h.id = r.household_id "
         "WHERE r.social_worker_id=? AND r.active=1 ORDER BY h.building_id", (worker_id,))]
+
+
+# -- stewards (党员中心户 / 红管家): the household level below the building ----------------------
+def stewarded_households(store: Store, building_id: int) -> dict[int, int]:
+    """A building's active households that have an active steward: household id -> steward id."""
+    return {r["id"]: r["steward_id"] for r in store.q(
+        "SELECT h.id, h.steward_id FROM households h JOIN residents s ON s.id = h.steward_id AND s.active = 1 "
+        "WHERE h.building_id=? AND h.active=1 ORDER BY h.id", (building_id,))}
+
+
+def steward_households(store: Store, steward_id: int, building_id: int | None = None) -> list[dict]:
+    """The active households a steward looks after (within one building when given), with their
+    members' names ("names", joined by 、)."""
+    sql = ("SELECT h.*, COALESCE((SELECT group_concat(r.name, '、') FROM (SELECT name FROM residents "
+           "WHERE household_id = h.id AND active = 1 ORDER BY id) r), '') AS names FROM households h "
+           "WHERE h.steward_id=? AND h.active=1")
+    params: tuple = (steward_id,)
+    if building_id is not None:
+        sql += " AND h.building_id=?"
+        params += (building_id,)
+    return store.q(sql + " ORDER BY h.building_id, h.id", params)
+
+
+def stewards_of_building(store: Store, building_id: int) -> list[dict]:
+    """The active stewards of a building's households, in the order of their first household:
+    the steward's resident row with "households" (their households there, see steward_households)."""
+    out = []
+    for r in store.q("SELECT h.steward_id, MIN(h.id) AS first FROM households h JOIN residents s "
+                     "ON s.id = h.steward_id AND s.active = 1 WHERE h.building_id=? AND h.active=1 "
+                     "GROUP BY h.steward_id ORDER BY first", (building_id,)):
+        steward = store.q1("SELECT * FROM residents WHERE id=?", (r["steward_id"],))
+        out.append(dict(steward, households=steward_households(store, r["steward_id"], building_id)))
+    return out
+
+
+def is_steward(store: Store, resident_id: int) -> bool:
+    """Whether this person looks after at least one active household."""
+    return store.scalar("SELECT 1 FROM households WHERE steward_id=? AND active=1 LIMIT 1", (resident_id,)) == 1

@@ -17,7 +17,7 @@ from bot.data.store import Store
 BATCH = 1000  # rows per multi-row statement; sqlite-utils lowers it to fit the variable limit
 
 RESIDENT_COLUMNS = ("id", "key", "name", "phone", "household_id", "node_id", "roles", "vulnerable",
-                    "social_worker_id", "wecom_userid", "oa_openid", "active", "updated_at")
+                    "social_worker_id", "wecom_userid", "oa_openid", "owner", "active", "updated_at")
 
 
 # -- reading what is there --------------------------------------------------------------------------
@@ -38,8 +38,9 @@ def iter_residents(store: Store) -> Iterator[tuple]:
 
 
 def iter_households(store: Store) -> Iterator[tuple]:
-    """(id, building_id, unit, room, label, active) of every household, streamed."""
-    yield from store.conn.execute("SELECT id, building_id, unit, room, label, active FROM households")
+    """(id, building_id, unit, room, label, active, area_m2, steward_id) of every household, streamed."""
+    yield from store.conn.execute(
+        "SELECT id, building_id, unit, room, label, active, area_m2, steward_id FROM households")
 
 
 def lead_links(store: Store) -> set[tuple[int, int, int]]:
@@ -179,6 +180,11 @@ def unlink_social_worker(store: Store, worker_ids: Iterable[int]) -> None:
                            ((i,) for i in worker_ids))
 
 
+def set_stewards(store: Store, changes: Iterable[tuple[int | None, int]]) -> None:
+    """(steward id or None, household id): who looks after each household that changed."""
+    store.conn.executemany("UPDATE households SET steward_id=? WHERE id=?", changes)
+
+
 def replace_leads(store: Store, links: list[tuple[int, int, int]]) -> None:
     """The leads are whatever the latest register says: (node_id, resident_id, rank)."""
     store.conn.execute("DELETE FROM node_leads")
@@ -218,6 +224,14 @@ def active_leads_per_node(store: Store) -> dict[int, int]:
     return {r["node_id"]: r["n"] for r in store.q(
         "SELECT l.node_id, COUNT(*) AS n FROM node_leads l JOIN residents r ON r.id=l.resident_id "
         "WHERE r.active=1 GROUP BY l.node_id")}
+
+
+def steward_loads(store: Store, limit: int) -> list[dict]:
+    """Stewards looking after more than `limit` active households: name, their household, count."""
+    return store.q(
+        "SELECT r.id, r.name, COALESCE(hh.label, '') AS label, COUNT(*) AS households FROM households h "
+        "JOIN residents r ON r.id = h.steward_id LEFT JOIN households hh ON hh.id = r.household_id "
+        "WHERE h.active = 1 GROUP BY r.id HAVING COUNT(*) > ? ORDER BY COUNT(*) DESC, r.id", (limit,))
 
 
 def vulnerable_without_worker(store: Store) -> list[dict]:

@@ -74,32 +74,61 @@ async def run_due(deps: Deps) -> dict:
 
 
 def remind(deps: Deps, alert: dict) -> int:
-    """Remind un-acked households directly, and give each building lead their list."""
+    """Remind un-acked households directly, and give each building lead their list. With stewards
+    on (settings.relay.stewards), a steward gets the list of their own silent households and the
+    building lead's list leaves those out."""
     store, now = deps.store, deps.clock.now()
     rows, per_building = [], {}
     for h in acks_db.unacked_households(store, alert["id"]):
         per_building.setdefault(h["building_id"], []).append(h)
     ctx = render_context(store, alert, deps.settings)
     text = texts.render("messages/alert_reminder.j2", **ctx)
+    per_steward: dict[int, list[dict]] = {}
+    reachable: dict[int, tuple | None] = {}
     for building_id, households in per_building.items():
-        for p in people_db.in_households(store, {h["id"] for h in households}):
+        members = people_db.in_households(store, {h["id"] for h in households})
+        for p in members:
             target = deps.reach.person(p)
             if target:
                 rows.append(dict(key=f"remind:{alert['id']}:{p['id']}", channel=target[0], target=target[1],
                                  payload={"text": text}, purpose="remind", alert_id=alert["id"]))
+        if deps.settings.relay.stewards:
+            # a steward nobody can message leaves their households on the lead's list
+            stewarded = {h: sid for h, sid in org.stewarded_households(store, building_id).items()
+                         if reachable.setdefault(sid, _reach_of(deps, sid)) is not None}
+            names: dict[int, list[str]] = {}
+            for p in members:
+                names.setdefault(p["household_id"], []).append(p["name"])
+            for h in households:
+                if h["id"] in stewarded:
+                    per_steward.setdefault(stewarded[h["id"]], []).append(
+                        dict(h, names="、".join(names.get(h["id"], []))))
+            households = [h for h in households if h["id"] not in stewarded]
         lead = org.lead_of(store, building_id, 0)
-        target = deps.reach.person(lead) if lead else None
+        target = deps.reach.person(lead) if lead and households else None
         if target:
             lead_text = texts.render("messages/alert_lead_list.j2", lead_name=lead["name"],
                                      building=org.node(store, building_id)["name"],
                                      households=[h["label"] for h in households], **ctx)
             rows.append(dict(key=f"leadlist:{alert['id']}:{building_id}", channel=target[0], target=target[1],
                              payload={"text": lead_text}, purpose="leadlist", alert_id=alert["id"]))
+    for steward_id, households in per_steward.items():
+        steward, target = people_db.active(store, steward_id), reachable[steward_id]
+        if target:
+            rows.append(dict(key=f"stewardlist:{alert['id']}:{steward_id}", channel=target[0], target=target[1],
+                             payload={"text": texts.render("messages/stewards/silent_list.j2", name=steward["name"],
+                                                           households=households, **ctx)},
+                             purpose="leadlist", alert_id=alert["id"]))
     with store.transaction():
         alerts_db.set_stage(store, alert["id"], "reminded_at", now)
         deps.outbox.enqueue_many(rows)
         store.log(now, "alert.reminded", "alert", alert["id"], households=sum(map(len, per_building.values())))
     return len(rows)
+
+
+def _reach_of(deps: Deps, resident_id: int):
+    person = people_db.active(deps.store, resident_id)
+    return deps.reach.person(person) if person else None
 
 
 def create_followups(deps: Deps, alert: dict) -> int:

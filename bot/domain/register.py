@@ -12,6 +12,13 @@ write), so memory grows with the number of people, not with the size of their ro
 with no data rows, too many rows, or one that would mark more than `max_shrink` of the register
 inactive is refused before anything is written. Every refusal is a RegisterError whose message
 is one sentence (Chinese, from templates/messages/register_problem.j2) a person can act on.
+
+Optional columns for the community's own loops: 产权人 (per resident: 是/否, 1/0, Y/N), 建筑面积
+(per household, m²: the same on each of its rows, or on one), 党员中心户 / 红管家 (per household:
+who looks after it, named by phone, by room in the same building — "2单元301", "301 王芳" — or by
+name). A reference that names nobody or several people is a row error; a steward of more than
+STEWARD_MAX_HOUSEHOLDS households is a warning (report.stewards_overloaded). A column left out of
+the file reads as blank, like every other column: no owners, no areas, no stewards.
 """
 from __future__ import annotations
 
@@ -50,6 +57,15 @@ PHONE_RE = re.compile(r"^(1\d{10}|0\d{2,3}-?\d{7,8})$")
 SPLIT_RE = re.compile(r"[、,，/;；\s]+")
 DEFAULT_COMMUNITY = "社区"
 NO_VULNERABILITY = "无"
+# 产权人: the vocabulary's words, and the ones it cannot hold ("是"/"yes" are also requests.yes)
+OWNER_YES = {w.lower() for w in vocabulary.words("register.owner.yes")} | {"1", "是", "yes"}
+OWNER_NO = {w.lower() for w in vocabulary.words("register.owner.no")} | {"0", "否", "no", NO_VULNERABILITY}
+AREA_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:m²|m2|㎡|平方米|平米|平)?$", re.I)
+MAX_AREA_M2 = 10_000.0          # no flat is larger; a bigger number is a typo (or 元, or a phone)
+# a steward (党员中心户 / 红管家) is named on a household's rows by phone, by room in the same
+# building ("2单元301", "301 王芳"), or by name; more households than this is a warning, not an error
+STEWARD_MAX_HOUSEHOLDS = 15
+STEWARD_ROOM_RE = re.compile(r"^(?:(?P<unit>\d+)\s*单元)?\s*(?P<room>\d{2,5})\s*(?:室|号|房)?\s*(?P<name>\S*)$")
 
 # Limits. A 100,000-household community is ~240,000 rows: a 27 MB CSV, or a 20 MB XLSX whose
 # sheet unpacks to 190 MB (openpyxl's inline strings; Excel's shared strings make it smaller).
@@ -101,6 +117,10 @@ class ImportReport:
     # vulnerable residents nobody is assigned to (联系社工 empty or unknown): a warning, not an error —
     # their one-to-one visits go to the grid lead at once
     without_worker: list[dict] = field(default_factory=list)
+    # stewards (党员中心户 / 红管家) looking after more than STEWARD_MAX_HOUSEHOLDS households: a
+    # warning; and how many households have a steward
+    stewards_overloaded: list[dict] = field(default_factory=list)
+    stewarded: int = 0
 
     def add_bad(self, bad: BadRow) -> None:
         self.bad_count += 1
@@ -434,10 +454,25 @@ def _validate(i: int, r: dict, sheet: _Sheet) -> tuple[dict | None, list[BadRow]
         if c not in VULNERABLE:
             bad.append(BadRow(i, col("vulnerable"), problem("unknown_vulnerable", word=c,
                                                             known="、".join(VULNERABLE))))
+    owner_word = row.get("owner", "").strip().lower()
+    owner = 1 if owner_word in OWNER_YES else 0
+    if owner_word and owner_word not in OWNER_YES | OWNER_NO:
+        bad.append(BadRow(i, col("owner"), problem("bad_owner", value=row["owner"])))
+    area = None
+    if row.get("area"):
+        m = AREA_RE.match(row["area"].replace(",", "").replace("，", ""))
+        area = float(m.group(1)) if m else None
+        if area is None or not 0 < area <= MAX_AREA_M2:
+            bad.append(BadRow(i, col("area"), problem("bad_area", value=row["area"], limit=int(MAX_AREA_M2))))
+        elif not row.get("room"):
+            bad.append(BadRow(i, col("area"), problem("household_value_without_room", column=col("area"))))
+    if row.get("steward") and not row.get("room"):
+        bad.append(BadRow(i, col("steward"), problem("household_value_without_room", column=col("steward"))))
     if bad:
         return None, bad
     row.update(phone=phone, roles=roles, vulnerable="、".join(cats),
-               community=row.get("community") or DEFAULT_COMMUNITY)
+               community=row.get("community") or DEFAULT_COMMUNITY, owner=owner, area=area,
+               steward=re.sub(r"\s+", " ", row.get("steward", "")).strip())
     return row, []
 
 
@@ -465,6 +500,11 @@ class _Checked:
     keys: dict[str, int] = field(default_factory=dict)        # person key -> first row
     workers: dict[str, str] = field(default_factory=dict)     # social worker name -> key
     accounts: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)  # -> row, key
+    # per household (building path, unit, room): [area, its row, steward reference, its row]
+    households: dict[tuple[str, str, str], list] = field(default_factory=dict)
+    # the people a steward reference may name (only when the file has a steward column)
+    people: "_People | None" = None
+    steward_of: dict[tuple[str, str, str], str] = field(default_factory=dict)  # household -> key
 
     def good_keys(self) -> set[str]:
         return {k for k, n in self.keys.items() if n not in self.bad_rows}
@@ -472,7 +512,7 @@ class _Checked:
 
 def _check(sheet: _Sheet, report: ImportReport, max_rows: int) -> _Checked:
     """First pass: every row validated, duplicates and references checked, nothing kept but keys."""
-    checked = _Checked()
+    checked = _Checked(people=_People() if "steward" in sheet.index else None)
     accounts = checked.accounts
     worker_refs: list[tuple[int, str]] = []
 
@@ -505,6 +545,10 @@ def _check(sheet: _Sheet, report: ImportReport, max_rows: int) -> _Checked:
         if dup:
             continue
         checked.keys[key] = i
+        if row.get("room") and not _household_values(i, row, sheet, checked, bad):
+            continue
+        if checked.people is not None:
+            checked.people.add(key, i, row)
         if "social_worker" in row["roles"]:
             checked.workers[row["name"]] = key
         if row.get("social_worker"):
@@ -517,7 +561,128 @@ def _check(sheet: _Sheet, report: ImportReport, max_rows: int) -> _Checked:
         if name not in live and i not in checked.bad_rows:
             bad(BadRow(i, sheet.column("social_worker"), problem(
                 "not_social_worker", name=name, role=ROLE_NAME["social_worker"])))
+    if checked.people is not None:
+        _resolve_stewards(checked, sheet, report, bad)
     return checked
+
+
+def _household_key(row: dict) -> tuple[str, str, str]:
+    return ("/".join(n for _, n in _node_parts(row)), row.get("unit", ""), row["room"])
+
+
+def _household_values(i: int, row: dict, sheet: _Sheet, checked: _Checked, bad) -> bool:
+    """A household's area and steward, the same on each of its rows (a blank cell agrees with
+    anything). A row that says otherwise is bad; returns False for it."""
+    entry = checked.households.setdefault(_household_key(row), [None, 0, "", 0])
+    ok = True
+    if row["area"] is not None:
+        if entry[0] is not None and entry[0] != row["area"]:
+            bad(BadRow(i, sheet.column("area"), problem("household_conflict", column=sheet.column("area"),
+                                                         value=row.get("area"), other=f"{entry[0]:g}",
+                                                         first=entry[1])))
+            ok = False
+        elif entry[0] is None:
+            entry[0], entry[1] = row["area"], i
+    if row["steward"]:
+        if entry[2] and entry[2] != row["steward"]:
+            bad(BadRow(i, sheet.column("steward"), problem("household_conflict", column=sheet.column("steward"),
+                                                           value=row["steward"], other=entry[2],
+                                                           first=entry[3])))
+            ok = False
+        elif not entry[2]:
+            entry[2], entry[3] = row["steward"], i
+    return ok
+
+
+def _unit_no(unit: str) -> str:
+    return unit.replace("单元", "").strip()
+
+
+class _People:
+    """Who a steward reference can name: people by phone, by room in a building, by name. Kept
+    only when the file has a steward column (a few small tuples per person)."""
+
+    def __init__(self):
+        self.by_phone: dict[str, list[str]] = {}
+        self.by_room: dict[tuple[str, str, str], list[tuple[str, int, str, tuple]]] = {}
+        self.units: dict[tuple[str, str], list[tuple[str, str, str]]] = {}  # (path, room) -> rooms
+        self.by_name: dict[str, list[tuple[str, str]]] = {}  # name -> (key, building path)
+        self.row_of: dict[str, int] = {}
+        self.label_of: dict[str, str] = {}
+        self.name_of: dict[str, str] = {}
+
+    def add(self, key: str, i: int, row: dict) -> None:
+        self.row_of[key] = i
+        self.name_of[key] = row["name"]
+        if row.get("phone"):
+            self.by_phone.setdefault(row["phone"], []).append(key)
+        path = ""
+        if row.get("room"):
+            path = _household_key(row)[0]
+            room = (path, _unit_no(row.get("unit", "")), row["room"])
+            if room not in self.by_room:
+                self.units.setdefault((path, row["room"]), []).append(room)
+            self.by_room.setdefault(room, []).append((key, i, row["name"], tuple(row["roles"])))
+            self.label_of[key] = f"{row['compound']}{row['building']}{row.get('unit', '')}{row['room']}"
+        self.by_name.setdefault(row["name"], []).append((key, path))
+
+    def resolve(self, ref: str, path: str, good) -> tuple[str | None, str]:
+        """(person key, "") or (None, why: 'unknown' / 'ambiguous')."""
+        phone = re.sub(r"[\s-]", "", ref)
+        if PHONE_RE.match(phone) or PHONE_RE.match(ref):
+            keys = [k for k in self.by_phone.get(ref, []) + self.by_phone.get(phone, []) if good(k)]
+            keys = list(dict.fromkeys(keys))
+            return (keys[0], "") if len(keys) == 1 else (None, "ambiguous" if keys else "unknown")
+        m = STEWARD_ROOM_RE.match(ref)
+        if m:
+            unit, room, name = m.group("unit") or "", m.group("room"), m.group("name")
+            homes = [hk for hk in self.units.get((path, room), []) if not unit or hk[1] == unit]
+            if len(homes) != 1:
+                return None, "ambiguous" if homes else "unknown"
+            members = [p for p in self.by_room[homes[0]] if good(p[0])]
+            if name:
+                members = [p for p in members if p[2] == name]
+                return (members[0][0], "") if len(members) == 1 else (None, "ambiguous" if members else "unknown")
+            if not members:
+                return None, "unknown"
+            # the household's steward, else its party member, else the first listed (its head)
+            members.sort(key=lambda p: ("steward" not in p[3], "party_member" not in p[3], p[1]))
+            return members[0][0], ""
+        named = [(k, p) for k, p in self.by_name.get(ref, []) if good(k)]
+        local = [k for k, p in named if p == path]
+        if len(local) == 1:
+            return local[0], ""
+        if len(named) == 1:
+            return named[0][0], ""
+        return None, "ambiguous" if named else "unknown"
+
+
+def _resolve_stewards(checked: _Checked, sheet: _Sheet, report: ImportReport, bad) -> None:
+    """Each household's steward reference names exactly one good row of the file."""
+    people = checked.people
+
+    def good(key: str) -> bool:
+        return checked.keys.get(key) not in checked.bad_rows
+
+    load: dict[str, int] = {}
+    for hk, (_, _, ref, row) in checked.households.items():
+        if not ref or row in checked.bad_rows:
+            continue
+        key, why = people.resolve(ref, hk[0], good)
+        if key is None:
+            bad(BadRow(row, sheet.column("steward"), problem(f"steward_{why}", value=ref)))
+            continue
+        checked.steward_of[hk] = key
+    # a steward whose own row turned out bad above (skip_bad goes on without it) is nobody's
+    for hk, key in list(checked.steward_of.items()):
+        if not good(key):
+            del checked.steward_of[hk]
+        else:
+            load[key] = load.get(key, 0) + 1
+    for key, n in load.items():
+        if n > STEWARD_MAX_HOUSEHOLDS:
+            report.stewards_overloaded.append(dict(name=people.name_of[key], label=people.label_of.get(key, ""), households=n,
+                                                   row=people.row_of.get(key), limit=STEWARD_MAX_HOUSEHOLDS))
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -541,11 +706,11 @@ class _Tree:
 
 
 def _signature(name, phone, household_id, node_id, roles, vulnerable, social_worker_id,
-               wecom_userid, oa_openid) -> int:
+               wecom_userid, oa_openid, owner) -> int:
     """A resident's imported fields, hashed: re-importing an unchanged row writes nothing, and the
     index of the register costs a number per person instead of a row."""
     return hash((name, phone, household_id, node_id, roles, vulnerable, social_worker_id,
-                 wecom_userid, oa_openid))
+                 wecom_userid, oa_openid, owner))
 
 
 class _Existing:
@@ -554,13 +719,15 @@ class _Existing:
     def __init__(self, store: Store):
         self.residents: dict[str, list] = {}
         self.active = 0
-        for (rid, key, name, phone, hh, node, roles, vuln, sw, wecom, oa, active, _) in \
+        for (rid, key, name, phone, hh, node, roles, vuln, sw, wecom, oa, owner, active, _) in \
                 data.iter_residents(store):
-            self.residents[key] = (rid, _signature(name, phone, hh, node, roles, vuln, sw, wecom, oa),
+            self.residents[key] = (rid, _signature(name, phone, hh, node, roles, vuln, sw, wecom, oa, owner),
                                    active)
             self.active += active
+        # (building, unit, room) -> [id, label, active, area_m2, steward_id]
         self.households: dict[tuple, list] = {
-            (b, u, r): [hid, label, active] for hid, b, u, r, label, active in data.iter_households(store)}
+            (b, u, r): [hid, label, active, area, steward]
+            for hid, b, u, r, label, active, area, steward in data.iter_households(store)}
 
 
 @contextmanager
@@ -696,6 +863,7 @@ def _write(store: Store, sheet: _Sheet, checked: _Checked, existing: _Existing, 
     ranks: dict[int, int] = {}
     new_res, changed_res, new_hh, changed_hh = [], [], [], []
     rows_of: dict[int, int] = {}  # resident id -> row, for conflicts found on write
+    steward_changes: list[tuple[int | None, int]] = []  # (steward id, household id)
 
     def flush() -> None:
         data.insert_households(store, new_hh)
@@ -724,18 +892,30 @@ def _write(store: Store, sheet: _Sheet, checked: _Checked, existing: _Existing, 
         if row.get("room"):
             hk = (node_id, row.get("unit", ""), row["room"])
             label = f"{row['compound']}{row['building']}{row.get('unit', '')}{row['room']}"
+            check_key = _household_key(row)
+            area = (checked.households.get(check_key) or [None])[0]
+            steward_key = checked.steward_of.get(check_key)
+            steward_id = id_for(steward_key)[0] if steward_key else None
             known = existing.households.get(hk)
             if known is None:
                 next_hh += 1
-                known = existing.households[hk] = [next_hh, label, 1]
+                known = existing.households[hk] = [next_hh, label, 1, area, None]
                 new_hh.append(dict(id=next_hh, building_id=node_id, unit=hk[1], room=hk[2],
-                                   label=label, active=1))
+                                   label=label, active=1, area_m2=area))
                 report.households_added += 1
-            elif known[0] not in seen_hh and (known[1] != label or not known[2]):
+            elif known[0] not in seen_hh and (known[1] != label or not known[2] or known[3] != area):
                 changed_hh.append(dict(id=known[0], building_id=node_id, unit=hk[1], room=hk[2],
-                                       label=label, active=1))
-                known[1], known[2] = label, 1
+                                       label=label, active=1, area_m2=area))
+                known[1:4] = [label, 1, area]
+            if known[0] not in seen_hh and known[4] != steward_id:
+                # written once every resident is: a household naming a steward not yet written
+                # would leave a deferred foreign-key violation open, and SQLite then looks for
+                # its children on every resident inserted after it
+                steward_changes.append((steward_id, known[0]))
+                known[4] = steward_id
             hh_id = known[0]
+            if steward_id is not None and hh_id not in seen_hh:
+                report.stewarded += 1
             seen_hh.add(hh_id)
         key = _person_key(row)
         rid, is_new = id_for(key)
@@ -744,7 +924,7 @@ def _write(store: Store, sheet: _Sheet, checked: _Checked, existing: _Existing, 
                       social_worker_id=worker_ids.get(row.get("social_worker", "")) if row.get(
                           "social_worker") else None,
                       wecom_userid=row.get("wecom_userid") or None,
-                      oa_openid=row.get("oa_openid") or None)
+                      oa_openid=row.get("oa_openid") or None, owner=row["owner"])
         record = dict(id=rid, key=key, **values, active=1, updated_at=now)
         if is_new:
             new_res.append(record)
@@ -771,7 +951,9 @@ def _write(store: Store, sheet: _Sheet, checked: _Checked, existing: _Existing, 
         seen_res -= failed
         links = [link for link in links if link[1] not in failed]
         data.unlink_social_worker(store, failed)
+        steward_changes = [(None if s in failed else s, h) for s, h in steward_changes]
         report.added -= len(failed & set(new_ids.values()))
+    data.set_stewards(store, steward_changes)
     old_links = data.lead_links(store)
     if set(links) != old_links:
         report.leads_changed = len(set(links) ^ old_links)

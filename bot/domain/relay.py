@@ -7,6 +7,14 @@ For every group bound to a node in the alert's scope there is one hop:
 A hop not done by its deadline escalates: the backup lead, then the grid lead, then direct
 messages to the building's households. Buildings with no group at all get direct messages at once.
 
+Stewards (党员中心户 / 红管家, households.steward_id), when `settings.relay.stewards` is on: each
+steward of a building in scope is asked by a direct message to pass the warning to the households
+they look after (a steward hop: method 'ask_lead', no group, lead_id the steward, the steward's
+own deadline). Their "已转发" records exactly those households; a steward who misses the deadline
+(or cannot be reached) has their households messaged directly. The building's own hop still goes
+to its group, but its direct messages (no group, or the building hop escalated) are for the
+households no steward looks after. With stewards off nothing of this happens.
+
 Every send is an outbox row written in the same transaction as the hop, so a crash resumes where
 it stopped: nothing is skipped and the unique send keys stop anything going out twice. How a
 person is reached (which channel, how many per call) is the outbound transport's business,
@@ -60,19 +68,71 @@ def plan(deps: Deps, alert_id: int) -> None:
             sends.extend(direct_sends(deps, alert, hop_id, building_id, only_households=mine))
         deps.outbox.enqueue_many(sends)
         return
+    stewards_on = deps.settings.relay.stewards
     for node in org.subtree(store, scope):
         node_groups = groups.get(node["id"], [])
+        if stewards_on and node["kind"] == "building":
+            sends.extend(_plan_steward_hops(deps, alert, node, group_text, now))
         if not node_groups and node["kind"] == "building":
             direct_buildings.append(node["id"])
             continue
         for g in node_groups:
             sends.extend(_plan_hop(deps, alert, node, g, group_text, now))
     for building_id in direct_buildings:
+        only = unstewarded(deps, building_id)
+        if only is not None and not only:
+            continue  # every household has a steward: theirs are the last hops
         hop_id = relay_db.create_hop(store, alert_id=alert_id, node_id=building_id, group_id=None,
                                      method="direct", state="posted", escalation_level=LAST_LEVEL,
                                      created_at=now, done_at=now)
-        sends.extend(direct_sends(deps, alert, hop_id, building_id))
+        sends.extend(direct_sends(deps, alert, hop_id, building_id, only_households=only))
     deps.outbox.enqueue_many(sends)
+
+
+# -- stewards ---------------------------------------------------------------------------------
+def is_steward_hop(hop: dict) -> bool:
+    """A steward's hop: asked like a lead, for no group (a lead's hop always has its group)."""
+    return hop["method"] == "ask_lead" and hop["group_id"] is None
+
+
+def unstewarded(deps: Deps, building_id: int) -> set[int] | None:
+    """With stewards on, the building's households no steward looks after (what its own direct
+    messages are for); None when stewards are off or nobody in the building has one (everyone)."""
+    if not deps.settings.relay.stewards:
+        return None
+    stewarded = org.stewarded_households(deps.store, building_id)
+    if not stewarded:
+        return None
+    return set(relay_db.households_of_building(deps.store, building_id)) - set(stewarded)
+
+
+def stewards_of_building(deps: Deps, building_id: int) -> list[dict]:
+    """A building's stewards, each with the households they look after ("households": rows with
+    label, room, unit and the members' "names"), for pages and the demo."""
+    return org.stewards_of_building(deps.store, building_id)
+
+
+def _plan_steward_hops(deps: Deps, alert, node, group_text, now) -> list[dict]:
+    store, out = deps.store, []
+    deadline = now + 60 * deps.settings.relay.steward_deadline_min
+    for steward in org.stewards_of_building(store, node["id"]):
+        hop_id = relay_db.create_hop(store, alert_id=alert["id"], node_id=node["id"], group_id=None,
+                                     method="ask_lead", state="asked", lead_id=steward["id"],
+                                     deadline_at=deadline, created_at=now)
+        store.log(now, "hop.asked", "hop", hop_id, steward["id"], level=0, alert_id=alert["id"], steward=True)
+        target = deps.reach.person(steward)
+        if target is None:  # not on WeChat: their households are messaged directly at once
+            relay_db.set_deadline(store, hop_id, now)
+            continue
+        text = texts.render("messages/stewards/ask_forward.j2", name=steward["name"],
+                            households=steward["households"], building=node["name"], text=group_text)
+        out.append(dict(key=f"hop:{hop_id}:ask:0", channel=target[0], target=target[1],
+                        payload={"text": text}, purpose="ask", alert_id=alert["id"]))
+    return out
+
+
+def _steward_household_ids(store, hop: dict) -> list[int]:
+    return [h["id"] for h in org.steward_households(store, hop["lead_id"], hop["node_id"])]
 
 
 def _plan_hop(deps: Deps, alert, node, group, group_text, now) -> list[dict]:
@@ -162,7 +222,12 @@ def hop_done(deps: Deps, hop: dict, state: str, by: int | None = None) -> None:
             moved = relay_db.mark_forwarded_late(store, hop["id"], now, by)
             event = "hop.forwarded_late"
         if moved:
-            deliver_building(store, hop["alert_id"], hop["node_id"], state, now)
+            if is_steward_hop(hop):  # exactly the households the steward looks after
+                relay_db.deliver(store, hop["alert_id"],
+                                 relay_db.in_scope(store, hop["alert_id"], _steward_household_ids(store, hop)),
+                                 state, now)
+            else:
+                deliver_building(store, hop["alert_id"], hop["node_id"], state, now)
             store.log(now, event, "hop", hop["id"], by, alert_id=hop["alert_id"])
 
 
@@ -190,7 +255,20 @@ def on_send_result(deps: Deps, row: dict, result) -> None:
 
 
 def lead_forwarded(deps: Deps, resident: dict) -> list[str]:
-    """A lead says "已转发": every hop they were asked about is done (see hop_done for late ones)."""
+    """A lead says "已转发": every hop they were asked about is done (see hop_done for late ones).
+    Returns the names of the groups (a steward's hop has none: see `forwarded`)."""
+    return [h["group_name"] or "" for h in _forward(deps, resident) if not is_steward_hop(h)]
+
+
+def forwarded(deps: Deps, resident: dict) -> dict:
+    """"已转发" from a lead or a steward: {"groups": group names, "households": how many households
+    the steward's hops covered}."""
+    hops = _forward(deps, resident)
+    return {"groups": [h["group_name"] or "" for h in hops if not is_steward_hop(h)],
+            "households": sum(len(_steward_household_ids(deps.store, h)) for h in hops if is_steward_hop(h))}
+
+
+def _forward(deps: Deps, resident: dict) -> list[dict]:
     hops = relay_db.open_asks_of(deps.store, resident["id"])
     for hop in hops:
         if hop["method"] == "customer":  # the owner confirmed the mass send in their client
@@ -198,7 +276,7 @@ def lead_forwarded(deps: Deps, resident: dict) -> list[str]:
             if send_id:
                 deps.outbox.mark_confirmed(send_id)
         hop_done(deps, hop, "forwarded", by=resident["id"])
-    return [h["group_name"] or "" for h in hops]
+    return hops
 
 
 def was_asked(store, resident_id: int) -> bool:
@@ -210,6 +288,13 @@ def escalate_hop(deps: Deps, hop: dict) -> None:
     store, now = deps.store, deps.clock.now()
     alert = alerts_db.get(store, hop["alert_id"])
     node = org.node(store, hop["node_id"])
+    if is_steward_hop(hop):  # a steward has no backup: their households are messaged directly
+        with store.transaction():
+            relay_db.give_up(store, hop["id"], "escalated", LAST_LEVEL)
+            store.log(now, "hop.escalated", "hop", hop["id"], level=LAST_LEVEL, alert_id=alert["id"], steward=True)
+            deps.outbox.enqueue_many(direct_sends(deps, alert, hop["id"], node["id"],
+                                                  only_households=set(_steward_household_ids(store, hop))))
+        return
     group = org.group(store, hop["group_id"]) if hop["group_id"] else None
     asked = ({hop["lead_id"]} if hop["lead_id"] else set()) | relay_db.asked_people(store, hop["id"])
     if hop["method"] == "customer":  # the owner never confirmed: that mass send is abandoned
@@ -236,7 +321,8 @@ def escalate_hop(deps: Deps, hop: dict) -> None:
         elif node["kind"] == "building":
             relay_db.give_up(store, hop["id"], "escalated", LAST_LEVEL)
             store.log(now, "hop.escalated", "hop", hop["id"], level=LAST_LEVEL, alert_id=alert["id"])
-            deps.outbox.enqueue_many(direct_sends(deps, alert, hop["id"], node["id"]))
+            deps.outbox.enqueue_many(direct_sends(deps, alert, hop["id"], node["id"],
+                                                  only_households=unstewarded(deps, node["id"])))
         else:
             relay_db.give_up(store, hop["id"], "failed", LAST_LEVEL)
             store.log(now, "hop.failed", "hop", hop["id"], alert_id=alert["id"])

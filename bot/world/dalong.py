@@ -3,6 +3,12 @@
 1 community, 4 grids, 7 compounds, 113 buildings, ~3,300 households, ~2.4 residents per household,
 one building lead per building (mostly party members, some with a backup), grid leads, ~10 social
 workers, a few percent of residents on the vulnerable register. Same seed, same file.
+
+The community's own loops (issue #14) added three columns at the end: 产权人 (most households have
+one owner, some are rented and have none), 建筑面积 (55-140 m²) and 党员中心户 (a steward household
+for about every ten households of each building, named by its room; the steward's row says 党员 and
+党员中心户), and a few residents are 志愿者. Those are drawn from their own random stream, after the
+original one, so every value the original columns had stays as it was.
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ COMPOUNDS = (("大龙一区", 0), ("大龙二区", 0), ("金湖花园", 1), ("�
 VULNERABLE = (("独居老人", 30), ("低保户", 25), ("孤寡老人", 10), ("困难户", 15), ("残疾人", 15),
               ("高龄老人", 5))
 HEADERS = ("社区", "网格", "小区", "楼栋", "单元", "房号", "姓名", "电话", "角色", "困难类别", "联系社工",
-           "企业微信ID", "公众号OpenID")
+           "企业微信ID", "公众号OpenID", "产权人", "建筑面积", "党员中心户")
 GROUP_HEADERS = ("社区", "网格", "小区", "楼栋", "群名", "类型", "群ID", "群主")
 COMMUNITY = "大龙社区"
 DALONG_HOUSEHOLDS = 3300
@@ -43,6 +49,40 @@ def _openid(rng: random.Random) -> str:
     return "o" + "".join(rng.choice(alphabet) for _ in range(27))
 
 
+def _loops_columns(rng: random.Random, rows: list[tuple]) -> list[tuple]:
+    """A building's rows with 产权人, 建筑面积 and 党员中心户 added (see the module docstring)."""
+    homes: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(rows):
+        homes.setdefault((r[4], r[5]), []).append(i)
+    order = list(homes)
+    owner, area, steward_of, roles = set(), {}, {}, {}
+    for home, members in homes.items():
+        area[home] = rng.randint(55, 140)
+        if rng.random() >= 0.15:  # rented: nobody in it owns it
+            owner.add(members[0])
+    # about ten households a steward: the building's households in runs, each looked after by a
+    # household of its run that is on WeChat and does not lead the building
+    n = max(1, round(len(order) / 10))
+    for k in range(n):
+        run = order[k * len(order) // n:(k + 1) * len(order) // n]
+        choices = [h for h in run if rows[homes[h][0]][12] and "楼长" not in rows[homes[h][0]][8]] or \
+            [h for h in run if "楼长" not in rows[homes[h][0]][8]] or run
+        home = rng.choice(choices)
+        first = homes[home][0]
+        words = rows[first][8].split("、")
+        roles[first] = "、".join(words + [w for w in ("党员", "党员中心户") if w not in words])
+        for h in run:
+            steward_of[h] = f"{home[0]}{home[1]}"
+    out = []
+    for i, r in enumerate(rows):
+        role = roles.get(i, r[8])
+        if r[8] == "居民" and i not in roles and rng.random() < 0.03:
+            role = "居民、志愿者"
+        home = (r[4], r[5])
+        out.append(r[:8] + (role,) + r[9:] + ("是" if i in owner else "否", str(area[home]), steward_of[home]))
+    return out
+
+
 def generate(out: str | Path, *, households: int = DALONG_HOUSEHOLDS, seed: int = 2024,
              groups_out: str | Path | None = None, building_groups: str = "mixed") -> dict:
     """Write the register CSV (and the groups CSV next to it). Returns counts."""
@@ -60,6 +100,7 @@ def generate(out: str | Path, *, households: int = DALONG_HOUSEHOLDS, seed: int 
     per_building = [max(1, int(households * w / sum(hw))) for w in hw]
     per_building[-1] += households - sum(per_building)
 
+    rng2 = random.Random(f"{seed}:loops")  # the added columns' own stream (see the docstring)
     rows: list[tuple] = []
     groups: list[tuple] = []
     uid = iter(range(1, 10**9))
@@ -68,7 +109,7 @@ def generate(out: str | Path, *, households: int = DALONG_HOUSEHOLDS, seed: int 
         name = _name(rng)
         roles = "社区工作人员、党员"
         rows.append((COMMUNITY, "", "", "", "", "", name, _phone(rng), roles, "", "",
-                     f"staff{next(uid):04d}", ""))
+                     f"staff{next(uid):04d}", "", "", "", ""))
         staff_names.append(name)
     workers = []
     for _ in range(max(2, round(10 * households / DALONG_HOUSEHOLDS))):
@@ -77,13 +118,13 @@ def generate(out: str | Path, *, households: int = DALONG_HOUSEHOLDS, seed: int 
             name = _name(rng)
         workers.append(name)
         rows.append((COMMUNITY, "", "", "", "", "", name, _phone(rng), "社工", "", "",
-                     f"sw{next(uid):04d}", ""))
+                     f"sw{next(uid):04d}", "", "", "", ""))
     for gi, grid in enumerate(GRIDS):
         lead = _name(rng)
         rows.append((COMMUNITY, grid, "", "", "", "", lead, _phone(rng), "网格长、党员", "", "",
-                     f"grid{next(uid):04d}", ""))
+                     f"grid{next(uid):04d}", "", "", "", ""))
         rows.append((COMMUNITY, grid, "", "", "", "", _name(rng), _phone(rng), "网格员", "", "",
-                     f"grid{next(uid):04d}", ""))
+                     f"grid{next(uid):04d}", "", "", "", ""))
         groups.append((COMMUNITY, grid, "", "", f"{grid}党支部群", "应用群", f"gridchat{gi + 1}", lead))
     groups.append((COMMUNITY, "", "", "", f"{COMMUNITY}两委群", "应用群", "communitychat", staff_names[0]))
     for ci, (compound, gi) in enumerate(COMPOUNDS):
@@ -129,6 +170,7 @@ def generate(out: str | Path, *, households: int = DALONG_HOUSEHOLDS, seed: int 
                 building_rows.append((COMMUNITY, grid, compound, bname, unit, room, name,
                                       _phone(rng) if rng.random() < 0.9 else "", "、".join(roles), vuln, sw,
                                       wecom, _openid(rng) if has_wechat and not wecom else ""))
+        building_rows = _loops_columns(rng2, building_rows)
         rows.extend(building_rows)
         n_res += len(building_rows)
         # Dalong's building groups are personal WeChat groups (a lead must forward), some WeCom

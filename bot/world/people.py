@@ -7,7 +7,11 @@ reacting to what actually reaches them (WorldState deliveries) with seeded, repr
 - a resident who sees a warning (in their building group or directly) answers with probability
   `resident_reply_probability` after a delay in `resident_delay_s`: "1", "收到", …, sometimes with
   a request ("收到，地下车库进水了"), and for polls sometimes "2";
-- a building lead given the list of silent households confirms for neighbours without a phone;
+- a steward (党员中心户 / 红管家, the register's 党员中心户 column) asked to pass a warning on behaves
+  like a lead: with the same probability and delay they message it to the people of the households
+  they look after who are on WeChat, then tell the bot "已转发";
+- a building lead (or steward) given the list of silent households confirms for neighbours without
+  a phone;
 - a social worker given a follow-up task visits and answers "已上门 <room> 平安".
 Each choice is drawn from Random(f"{seed}:{who}:{what}"), so it does not depend on the order
 in which things happen. `truth` records who received what and who said what.
@@ -43,6 +47,7 @@ log = logging.getLogger("linli.world.people")
 ALERT_RE = re.compile(r"【(?P<community>[^】]+)】(?P<what>\S+?预警)")
 ASK_RE = re.compile(r"(?:请把下面这条预警转发到|请确认发送到)「(?P<group>[^」]+)」")
 FOLLOWUP_RE = re.compile(r"【一对一跟进 #(?P<id>\d+)】[\s\S]*?住址：(?P<room>\S+)")
+STEWARD_ASK_RE = re.compile(r"请把下面这条预警转告您联系的 \d+ 户邻居")
 LEADLIST_RE = re.compile(r"还有 \d+ 户没有确认收到：\n(?P<list>.+)\n")
 ACK_REPLIES = ("1", "收到", "好的", "收到，谢谢", "1", "已阅", "👍", "收到！")
 REQUESTS = ("地下车库进水了", "3号楼楼道灯坏了", "楼下的树被风吹歪了，有点危险", "小区门口积水很深",
@@ -139,6 +144,7 @@ class People:
         self._busy_until: dict[str, float] = {}        # a serial social worker's next free time
         self._led_below: dict[str, list[str]] = {}     # manual chain: account -> chat ids it feeds
         self._places: dict[str, tuple] = {}            # account -> register place
+        self._stewards: dict[str, list[str]] | None = None  # steward account -> household labels
         # how far behind the clock people act (seconds, per action): the demo's lag figure
         self.lags: list[float] = []
         self._slots: asyncio.Semaphore | None = None
@@ -223,6 +229,15 @@ class People:
 
     def _react(self, who: str, d, m) -> None:
         text = d.text or ""
+        steward_ask = STEWARD_ASK_RE.search(text) if d.user else None
+        if steward_ask:
+            key = (who, f"steward:{m.group('what') if m else ''}")
+            if key not in self.decided:
+                self.decided.add(key)
+                if self._rng(*key).random() < self._p(who, "forward"):
+                    self._later(who, key[1], self._delay(who, "forward"), "steward_forward",
+                                text=text.split("————————\n", 1)[-1])
+            return
         ask = ASK_RE.search(text) if d.user else None
         if ask:
             key = (who, f"ask:{ask.group('group')}:{m.group('what') if m else ''}")
@@ -387,6 +402,16 @@ class People:
             self.truth["forwards"].append((who, a.data["group"], self.clock.now()))
             if not self.manual:
                 await self._say(channel, who, "已转发")
+        elif a.kind == "steward_forward":
+            # a steward passes the warning on to their households' people on WeChat, one by one
+            if self._stewards is None:
+                self._stewards = self.register.stewards()
+            for label in self._stewards.get(who, []):
+                for p in self.households.get(label, []):
+                    if p.uid and p.uid != who:
+                        self.world.deliver_to_user(p.uid, a.data["text"], via="steward")
+            self.truth["forwards"].append((who, "steward", self.clock.now()))
+            await self._say(channel, who, "已转发")
         elif a.kind == "visit":
             self.truth["visits"].append((who, a.data["room"], self.clock.now()))
             await self._say(channel, who, f"已上门 {a.data['room']} 平安")

@@ -26,12 +26,14 @@ from bot.core import vocabulary
 COLUMNS = vocabulary.table("register.columns")
 GROUP_COLUMNS = vocabulary.table("register.group_columns")
 # only the roles the world acts on; any other word (居民, 志愿者, …) leaves a plain resident
-ACTS_ON = ("staff", "grid_lead", "building_lead", "social_worker", "party_member")
+ACTS_ON = ("staff", "grid_lead", "building_lead", "social_worker", "party_member", "steward")
 ROLE_WORDS = {role: words for role, words in vocabulary.table("register.roles").items() if role in ACTS_ON}
 GROUP_KIND_WORDS = vocabulary.table("register.group_kinds")
 ROLE_OF = {w.lower(): role for role, words in ROLE_WORDS.items() for w in words}
 KIND_OF = {w.lower(): kind for kind, words in GROUP_KIND_WORDS.items() for w in words}
 SPLIT_RE = re.compile(r"[、,，/;；\s]+")
+OWNER_YES = {w.lower() for w in vocabulary.words("register.owner.yes")} | {"1", "是", "yes"}
+STEWARD_ROOM_RE = re.compile(r"^(?:(?P<unit>\d+)\s*单元)?\s*(?P<room>\d{2,5})\s*(?:室|号|房)?\s*(?P<name>\S*)$")
 DEFAULT_COMMUNITY = "社区"  # what the office's importer calls a community left blank
 LEVELS = ("community", "grid", "compound", "building")
 
@@ -54,6 +56,11 @@ class Person:
     social_worker: str = ""
     wecom_userid: str = ""
     oa_openid: str = ""
+    # the community's own loops: 产权人, the household's 建筑面积, and its steward (党员中心户 /
+    # 红管家) as the file names them (a phone, a room of the building, a name); optional columns
+    owner: bool = False
+    area: float | None = None
+    steward: str = ""
 
     @property
     def uid(self) -> str | None:
@@ -78,7 +85,8 @@ class Person:
                 "vulnerable": self.vulnerable, "social_worker": self.social_worker,
                 "wecom_userid": self.wecom_userid or None, "oa_openid": self.oa_openid or None,
                 "label": self.household or "", "household": self.household, "unit": self.unit,
-                "room": self.room, "place": self.place, "building": self.building}
+                "room": self.room, "place": self.place, "building": self.building, "owner": self.owner,
+                "area": self.area, "steward": self.steward}
 
 
 @dataclass
@@ -127,7 +135,8 @@ class RegisterFile:
                        phone=r.get("phone", ""), roles=roles,
                        vulnerable="、".join(c for c in SPLIT_RE.split(r.get("vulnerable", "")) if c and c != "无"),
                        social_worker=r.get("social_worker", ""), wecom_userid=r.get("wecom_userid", ""),
-                       oa_openid=r.get("oa_openid", ""))
+                       oa_openid=r.get("oa_openid", ""), owner=r.get("owner", "").lower() in OWNER_YES,
+                       area=_number(r.get("area", "")), steward=r.get("steward", "").strip())
             taken = [a for a in (p.wecom_userid, p.oa_openid) if a and a in accounts]
             if taken:
                 # one account is one person on the platform; the first row keeps it
@@ -180,12 +189,51 @@ class RegisterFile:
         ranked = sorted(named, key=lambda p: (p.row not in leads, p.place[:len(g.place)] != tuple(g.place), p.row))
         return ranked[0].wecom_userid
 
+    def stewards(self) -> dict[str, list[str]]:
+        """Each steward's account -> the labels of the households they look after (a lenient
+        reading of the 党员中心户 column: a steward the world cannot find is nobody)."""
+        out: dict[str, list[str]] = {}
+        seen = set()
+        for p in self.people:
+            if not p.steward or not p.household or p.household in seen:
+                continue
+            steward = self.steward_of(p)
+            if steward is not None and steward.uid:
+                seen.add(p.household)
+                out.setdefault(steward.uid, []).append(p.household)
+        return out
+
+    def steward_of(self, p: Person) -> Person | None:
+        """The person a household's steward reference names: a phone, a room of the same building
+        ("2单元301", "301 王芳": the household's steward, party member, or first listed), a name."""
+        ref = p.steward
+        if not ref:
+            return None
+        same = self._index()["by_building"].get(p.building, [])
+        m = STEWARD_ROOM_RE.match(ref)
+        if re.fullmatch(r"1\d{10}|0\d{2,3}-?\d{7,8}", ref.replace(" ", "")):
+            found = self._index()["by_phone"].get(ref.replace(" ", ""), [])
+        elif m:
+            found = [q for q in same if q.room == m.group("room")
+                     and (not m.group("unit") or q.unit.replace("单元", "") == m.group("unit"))
+                     and (not m.group("name") or q.name == m.group("name"))]
+            found.sort(key=lambda q: ("steward" not in q.roles, "party_member" not in q.roles, q.row))
+            found = found[:1]
+        else:
+            found = [q for q in same if q.name == ref] or self._index()["by_name"].get(ref, [])
+        return found[0] if len(found) == 1 else None
+
     def _index(self) -> dict:
         # built once: a 100,000-resident register has thousands of groups to fill
         if self._ix is None:
-            ix = {"leads": {}, "residents": {}, "buildings": {}, "staff": [], "by_name": {}}
+            ix = {"leads": {}, "residents": {}, "buildings": {}, "staff": [], "by_name": {}, "by_building": {},
+                  "by_phone": {}}
             for p in self.people:
                 ix["by_name"].setdefault(p.name, []).append(p)
+                if p.building:
+                    ix["by_building"].setdefault(p.building, []).append(p)
+                if p.phone:
+                    ix["by_phone"].setdefault(p.phone.replace(" ", ""), []).append(p)
                 if "staff" in p.roles:
                     ix["staff"].append(p)
                 if "grid_lead" in p.roles and len(p.place) >= 2:
@@ -230,6 +278,11 @@ def _read_table(path: Path, sheet: int = 0, optional: bool = False) -> list[list
     else:
         rows = [[v.strip() for v in r] for r in csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig")))]
     return [r for r in rows if any(r)]
+
+
+def _number(text: str) -> float | None:
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)", text or "")
+    return float(m.group(1)) if m else None
 
 
 def _cell(v) -> str:
