@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.core import texts
-from bot.domain import acks, alerts, links
+from bot.domain import acks, alerts, consult, links
 from bot.domain.wording import ANSWER_ZH
 
 KINDS = {"ok": "ok", "safe": "safe", "help": "help"}
@@ -27,6 +27,9 @@ def add_ack_routes(web_app: web.Application, deps) -> None:
         household = acks.household(deps, household_id)
         if alert is None or household is None:
             return _html(texts.render("web/ack.html", state="invalid"), status=404)
+        carried = consult.by_alert(deps, alert_id)
+        if carried is not None:  # a consultation's notice: its link opens the household's vote page
+            raise web.HTTPSeeOther(f"/vote/{consult.vote_token(deps, carried['id'], household_id)}")
         common = dict(household=household["label"], poll=bool(alert["poll"]), token=token,
                       title=f"{alert['type']}预警")
         refused, outcome = None, None
