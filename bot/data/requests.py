@@ -91,12 +91,20 @@ def place(store: Store, request_id: int) -> dict:
         "LEFT JOIN nodes c ON c.id = b.parent_id WHERE r.id = ?", (request_id,)) or {}
 
 
-def move(store: Store, request_id: int, from_state: str, sets: dict[str, Any]) -> bool:
-    """Compare-and-set: apply `sets` only if the request is still in `from_state`."""
+def move(store: Store, request_id: int, from_state: str, sets: dict[str, Any],
+         where: dict[str, Any] | None = None) -> bool:
+    """Compare-and-set: apply `sets` only if the request is still in `from_state` (and each
+    column of `where` still holds its value; None = IS NULL), e.g. a claim still open."""
     cols = list(sets)
+    conds, params = "", []
+    for col, value in (where or {}).items():
+        if not col.isidentifier():
+            raise ValueError(f"bad column {col!r}")
+        conds += f" AND {col} IS NULL" if value is None else f" AND {col} = ?"
+        params += [] if value is None else [value]
     cur = store.conn.execute(
-        f"UPDATE requests SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ? AND state = ?",
-        (*(sets[c] for c in cols), request_id, from_state))
+        f"UPDATE requests SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ? AND state = ?"
+        + conds, (*(sets[c] for c in cols), request_id, from_state, *params))
     return cur.rowcount == 1
 
 

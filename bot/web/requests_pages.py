@@ -57,7 +57,8 @@ async def detail(request: web.Request) -> web.Response:
            "work": R.can_work(app.store, user.person, req)}
     return render(request, user, "request.html", r=R.view(app, req), history=history,
                   filer=R.filer_of(app.store, req), helpers=R.helper_names(app.store, user.scope),
-                  can=can, media=R.media(app.store, rid), transitions=R.TRANSITIONS)
+                  can=can, media=R.media(app.store, rid), transitions=R.TRANSITIONS,
+                  claims_result=request.query.get("claims", ""))
 
 
 async def register(request: web.Request) -> web.Response:

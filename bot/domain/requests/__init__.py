@@ -187,8 +187,10 @@ def take_clarification(deps: Deps, user_key: str) -> Pending | None:
 # -- filing --------------------------------------------------------------------------------
 def file_request(deps: Deps, *, resident: dict, text: str, alert_id: int | None = None,
                  force_urgent: bool = False, media: list[dict] | None = None,
-                 key: str | None = None, reply_via: tuple[str, str] | None = None) -> dict:
-    """File a request for `resident`, send the receipt and tell the leads. `key` (e.g. the
+                 key: str | None = None, reply_via: tuple[str, str] | None = None,
+                 kind: str = "request") -> dict:
+    """File a request for `resident`, send the receipt and tell the leads. `kind`: 'request',
+    or 'wish' (a resident's small wish, 微心愿, for staff to open for claiming). `key` (e.g. the
     inbound dedupe key) makes it idempotent: the same key returns the request already filed.
     `reply_via` = (outbox channel, target) for the receipt, when it must go back the way the
     message came; otherwise the resident's preferred contact is used."""
@@ -206,11 +208,11 @@ def file_request(deps: Deps, *, resident: dict, text: str, alert_id: int | None 
             "resident_id": resident["id"], "household_id": resident.get("household_id"),
             "building_id": home["building_id"] if home else None, "alert_id": alert_id,
             "text": text.strip(), "category": category, "urgency": urgency,
-            "place": extract_place(text), "created_at": now, "source_key": key})
+            "place": extract_place(text), "created_at": now, "source_key": key, "kind": kind})
         for m in media or []:
             insert_media(store, rid, m, now)
         log_event(store, now, "request.file", rid, resident["id"], key=key, alert_id=alert_id,
-                  category=category, urgency=urgency)
+                  category=category, urgency=urgency, **({"wish": True} if kind == "wish" else {}))
     req = get(store, rid)
     v = view(deps, req)
     tell(deps, resident, T + "receipt.j2", f"req:{rid}:filed", via=reply_via, r=v)

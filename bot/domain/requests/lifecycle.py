@@ -41,21 +41,28 @@ TRANSITIONS = {
     "rate": ({"resolved"}, "rated"),
     "reopen": ({"resolved"}, "accepted"),
     "close": ({"resolved", "rated"}, "closed"),
+    # 三单制 / 微心愿 (bot.domain.claims): staff open it for claiming (accepting it if need be), a
+    # registered volunteer claims it (an assignment to themself), or gives it back
+    "offer": ({"filed", "accepted"}, "accepted"),
+    "claim": ({"accepted"}, "assigned"),
+    "release": ({"assigned", "in_progress"}, "accepted"),
 }
 # people a request can be assigned to by name; anyone else is free text ("王师傅", "物业")
 HELPER_ROLES = ("volunteer", "party_member", "social_worker", "staff", "building_lead",
                 "grid_lead")
 
 
-def _step(deps: Deps, req: dict, action: str, actor: dict | None, sets: dict, **data) -> int:
+def _step(deps: Deps, req: dict, action: str, actor: dict | None, sets: dict, *,
+          where: dict | None = None, **data) -> int:
     """Move `req` along TRANSITIONS; returns the event id. Refuses a move from the wrong state,
-    also when another actor changed the row since it was read."""
+    also when another actor changed the row since it was read (or a `where` column no longer
+    holds its value: rows.move)."""
     allowed, target = TRANSITIONS[action]
     if req["state"] not in allowed:
         raise InvalidTransition(req["id"], state=req["state"], action=action)
     now = deps.clock.now()
     with deps.store.transaction():
-        if not rows.move(deps.store, req["id"], req["state"], {"state": target, **sets}):
+        if not rows.move(deps.store, req["id"], req["state"], {"state": target, **sets}, where):
             raise InvalidTransition(req["id"], state=get(deps.store, req["id"])["state"],
                                     action=action)
         return log_event(deps.store, now, f"request.{action}", req["id"],
@@ -105,6 +112,9 @@ def assign(deps: Deps, actor: dict, request_id: int, assignee: str) -> dict:
             "assigned_at": now}
     if req["state"] == "filed":  # dispatching directly also accepts, and starts a new phase
         sets.update(accepted_by=actor["id"], accepted_at=now, escalation_level=0)
+    if req.get("claim_state") and not (person and person["id"] == req.get("claimed_by")):
+        # dispatched to someone else: no longer open for claiming, nor the claimant's
+        sets.update(claim_state=None, claimed_by=None, claimed_at=None)
     ev = _step(deps, req, "assign", actor, sets, assignee=name)
     req = _tell_filer(deps, request_id, "assigned.j2", ev, actor=actor, assignee=name)
     if person is not None:
@@ -119,14 +129,20 @@ def start(deps: Deps, actor: dict, request_id: int) -> dict:
     return _tell_filer(deps, request_id, "started.j2", ev, actor=actor)
 
 
-def resolve(deps: Deps, actor: dict, request_id: int, note: str) -> dict:
+def resolve(deps: Deps, actor: dict, request_id: int, note: str, *,
+            hours: float | None = None) -> dict:
+    """Done; the resident is asked to rate it. `hours`: a volunteer's time on a claimed one."""
     req = _guard(deps, actor, request_id, can_work, "resolve")
     if not (note or "").strip():
         raise BadInput(request_id, what="note")
-    ev = _step(deps, req, "resolve", actor, {"resolution": note.strip(),
-                                             "resolved_at": deps.clock.now(),
-                                             "rate_asked_at": None, "escalation_level": 0},
-               note=note.strip())
+    sets = {"resolution": note.strip(), "resolved_at": deps.clock.now(), "rate_asked_at": None,
+            "escalation_level": 0}
+    if req.get("claim_state") == "open":  # done before anyone claimed it: off the open list
+        sets["claim_state"] = None
+    extra = {}
+    if hours is not None:
+        sets["hours"] = extra["hours"] = hours
+    ev = _step(deps, req, "resolve", actor, sets, note=note.strip(), **extra)
     return _tell_filer(deps, request_id, "resolved.j2", ev, actor=actor)
 
 
@@ -155,6 +171,10 @@ def rate(deps: Deps, actor: dict, request_id: int, score: int | None, comment: s
         tell(deps, p, T + "reopened_lead.j2", f"req:{request_id}:e{ev}:{p['id']}",
              r=view(deps, req), score=score, comment=comment)
     return req
+
+
+# for the acts built on this lifecycle (bot.domain.claims): one guarded step, telling the filer
+step, guard = _step, _guard
 
 
 def comment(deps: Deps, actor: dict, request_id: int, text: str) -> dict:
