@@ -23,7 +23,7 @@ router = Router("alerts")
 staff = has_role("staff")
 CONFIRM_TTL_S = 600
 
-_ISSUE = r"^(?P<verb>发布|演练)\s*(?P<colour>[^\s色]{1,2}色|[蓝黄橙红]|blue|yellow|orange|red)\s*(?P<type>[^\s]+?)(?:预警)?(?:\s+(?P<rest>.*))?$"
+_ISSUE = r"^(?P<verb>发布|演练)(?!\s*(?:流动)?红旗榜)\s*(?P<colour>[^\s色]{1,2}色|[蓝黄橙红]|blue|yellow|orange|red)\s*(?P<type>[^\s]+?)(?:预警)?(?:\s+(?P<rest>.*))?$"
 _FOLLOW = r"^(?P<verb>升级|降级|更新|解除)\s*#?(?P<id>\d+)\s*(?P<colour>[蓝黄橙红]色?)?\s*(?P<rest>.*)$"
 _OPTION = re.compile(r"^(?P<key>范围|对象)[:：]\s*(?P<value>\S+)\s*")
 ALL_VULNERABLE = ("困难群众", "困难户家庭", "重点人群", "所有困难群众", "全部困难群众")

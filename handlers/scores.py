@@ -1,6 +1,104 @@
-"""流动小红旗: compound branches enter cross-evaluation scores; staff see and publish the month's ranking."""
+"""流动小红旗: compound branches enter cross-evaluation scores; staff see and publish the month's ranking.
+
+  评分 大龙二区/3栋 安全9 卫生8 文明10 [11月]   a compound lead's (or staff's) 互评 of a building of
+                                               another compound; again: replaces theirs
+  红旗榜 [11月]                                 the month's ranking (staff: all; a lead: their area)
+  发布红旗榜 [11月] / 公布红旗榜 [11月]          staff: the top ones go out as a 通知, the month is frozen
+
+The verbs are vocabulary [scores]; every act is a bot.domain.scores function.
+"""
 from __future__ import annotations
 
-from bot.core.dispatcher import Router
+import re
+
+from bot.core import vocabulary
+from bot.core.dispatcher import Ctx, Router
+from bot.core.filters import command, has_role, roles_of
+from bot.core.models import Inbound
+from bot.domain import areas, scores
+from bot.domain.scores import ScoreError
 
 router = Router("scores")
+CHAT_ROWS = 10  # the ranking in chat: the first ten (the page has them all)
+_leadish = has_role("staff", "grid_lead", "building_lead")
+
+
+def _lead_or_staff(ctx: Ctx, msg: Inbound) -> bool:
+    """Staff and anyone leading a node: they get an answer (or a refusal) instead of a filed request.
+    (After the command filter: the lookup runs only for a message that is one of these commands.)"""
+    return bool(_leadish(ctx, msg)) or scores.may_evaluate(ctx.store, ctx.resident)
+
+
+def _month_pattern() -> re.Pattern:
+    words = [*vocabulary.words("scores.this_month"), *vocabulary.words("scores.last_month")]
+    named = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?:\d{{4}}\s*年\s*)?\d{{1,2}}\s*月份?|\d{{4}}-\d{{1,2}}|{named}")
+
+
+def _score_pattern() -> re.Pattern:
+    cats = "|".join(re.escape(w) for w in scores.category_words())
+    return re.compile(rf"(?P<cat>{cats})\s*[:：]?\s*(?P<score>\d+(?:\.\d+)?)\s*分?")
+
+
+def parse_entry(rest: str) -> tuple[str, str | None, dict[str, str]]:
+    """'大龙二区/3栋 安全9 卫生8 文明10 11月' -> (building words, month words or None, {category: score})."""
+    month = None
+    if (m := _month_pattern().search(rest)) is not None:
+        month, rest = m.group(0), rest[:m.start()] + " " + rest[m.end():]
+    found: dict[str, str] = {}
+    kept = []
+    last = 0
+    for m in _score_pattern().finditer(rest):
+        found[scores.category_of(m.group("cat"))] = m.group("score")
+        kept.append(rest[last:m.start()])
+        last = m.end()
+    kept.append(rest[last:])
+    words = " ".join(kept).replace("，", " ").replace(",", " ").split()
+    return "/".join(words), month, found
+
+
+async def _refuse(ctx: Ctx, e: ScoreError, *, usage: bool = False) -> None:
+    await ctx.reply("messages/scores/error.j2", code=e.code, usage=usage, **e.params)
+
+
+@router.text(command("scores.enter", r"^\s*{words}\s*(?P<rest>.*)$"), _lead_or_staff)
+async def enter(ctx: Ctx, msg: Inbound) -> None:
+    building, month_words, found = parse_entry(ctx.match.get("rest") or "")
+    try:
+        if not scores.may_evaluate(ctx.store, ctx.resident):
+            raise ScoreError("not_allowed")
+        if not building:
+            raise ScoreError("no_building")
+        if not found:
+            raise ScoreError("no_scores")
+        month = scores.parse_month(month_words, ctx.app.clock.now(), ctx.settings.timezone)
+        done = scores.enter_peer_scores(ctx.app, ctx.resident, building, month, found)
+    except ScoreError as e:
+        await _refuse(ctx, e, usage=e.code in ("no_building", "no_scores", "unknown_building", "bad_month"))
+        return
+    await ctx.reply("messages/scores/entered.j2", building=done["building"], month=scores.month_zh(done["month"]),
+                    scores=done["scores"])
+
+
+@router.text(command("scores.ranking", r"^\s*{words}\s*(?P<month>\S*)\s*$"), _lead_or_staff)
+async def ranking(ctx: Ctx, msg: Inbound) -> None:
+    try:
+        month = scores.parse_month(ctx.match.get("month"), ctx.app.clock.now(), ctx.settings.timezone)
+    except ScoreError as e:
+        await _refuse(ctx, e)
+        return
+    within = areas.buildings_of(ctx.store, ctx.resident)
+    await ctx.reply_text(scores.ranking_text(ctx.app, month, within, limit=CHAT_ROWS,
+                                             staff="staff" in roles_of(ctx.resident)))
+
+
+@router.text(command("scores.publish", r"^\s*{words}\s*(?P<month>\S*)\s*$"), _lead_or_staff)
+async def publish(ctx: Ctx, msg: Inbound) -> None:
+    try:
+        month = scores.parse_month(ctx.match.get("month"), ctx.app.clock.now(), ctx.settings.timezone)
+        done = scores.publish(ctx.app, ctx.resident, month)
+    except ScoreError as e:
+        await _refuse(ctx, e)
+        return
+    await ctx.reply("messages/scores/published.j2", month=scores.month_zh(done["month"]), alert_id=done["alert_id"],
+                    top=done["top"])
