@@ -97,6 +97,11 @@ def cmd_import(args, p):
             print(f"  {p_['label']} {p_['name']} ({p_['vulnerable']})", file=sys.stderr)
         if len(report.without_worker) > 20:
             print(f"  ... and {len(report.without_worker) - 20} more", file=sys.stderr)
+    if report.stewarded:
+        print(f"{report.stewarded} household(s) attached to a steward (党员中心户/红管家)")
+    for s_ in report.stewards_overloaded[:20]:
+        print(f"warning: steward {s_['label']} {s_['name']} looks after {s_['households']} households "
+              f"(more than {s_['limit']}); the relay asks them for all of them", file=sys.stderr)
     if report.dry_run:
         print(f"dry run, nothing written. The import would leave {counts}")
         if report.refusal:
@@ -301,7 +306,8 @@ def _schedule_args(p):
         q.add_argument("id", type=int)
 
 
-@command("report", "monthly requests report, an alert's delivery report, or the office's one-page summary")
+@command("report", "monthly requests report, an alert's delivery report, the office's one-page summary, "
+         "a month's building scores or volunteer figures, a consultation's filing")
 def cmd_report(args, p):
     from bot.server import report_command
 
@@ -309,9 +315,10 @@ def cmd_report(args, p):
 
 
 def _report_args(p):
-    p.add_argument("kind", choices=["requests", "alert", "office"])
-    p.add_argument("--month", help="YYYY-MM (requests)")
+    p.add_argument("kind", choices=["requests", "alert", "office", "scores", "volunteers", "consult"])
+    p.add_argument("--month", help="YYYY-MM (requests, scores, volunteers)")
     p.add_argument("--alert", type=int, help="alert id (alert, office)")
+    p.add_argument("--consultation", type=int, help="consultation id (consult)")
     p.add_argument("--out", required=True, help="output path ending in .csv or .xlsx")
 
 

@@ -264,20 +264,16 @@ def report_command(settings, args) -> int:
     from bot.domain import alerts
 
     store = Store(settings.store.path)
+    if args.kind in ("requests", "scores", "volunteers"):
+        ym = _month_arg(args.month)
+        if ym is None:
+            return 2
+    if args.kind in ("scores", "volunteers", "consult"):
+        return _loops_report(settings, store, args)
     if args.kind == "requests":
         from bot.domain.reports import write_requests_report
 
-        if not args.month:
-            print("--month YYYY-MM is required", file=sys.stderr)
-            return 2
-        try:
-            year, month = (int(x) for x in args.month.split("-"))
-            if not (1 <= month <= 12 and 2000 <= year <= 2100):
-                raise ValueError
-        except ValueError:
-            print(f"--month must look like 2024-06, not {args.month!r}", file=sys.stderr)
-            return 2
-        write_requests_report(store, year, month, args.out)
+        write_requests_report(store, *ym, args.out)
     else:
         from types import SimpleNamespace
 
@@ -297,6 +293,56 @@ def report_command(settings, args) -> int:
         rows = delivery_rows(SimpleNamespace(store=store, settings=settings), args.alert, None)
         with open(args.out, "wb") as f:
             f.write(table_bytes(rows, fmt, f"alert-{args.alert}"))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _month_arg(value: str | None) -> tuple[int, int] | None:
+    """(year, month) of a --month YYYY-MM, or None after saying what is wrong."""
+    if not value:
+        print("--month YYYY-MM is required", file=sys.stderr)
+        return None
+    try:
+        year, month = (int(x) for x in value.split("-"))
+        if not (1 <= month <= 12 and 2000 <= year <= 2100):
+            raise ValueError
+    except ValueError:
+        print(f"--month must look like 2024-06, not {value!r}", file=sys.stderr)
+        return None
+    return year, month
+
+
+def _loops_report(settings, store, args) -> int:
+    """The community loops' files: a month's building scores (流动小红旗), a month's volunteer
+    figures, a consultation's filing — the same rows as the dashboard's downloads."""
+    from bot.web import exports
+
+    app = App(settings, store=store)
+    fmt = "xlsx" if args.out.lower().endswith(".xlsx") else "csv"
+    if args.kind == "scores":
+        from bot.domain import scores
+
+        month = "%04d-%02d" % _month_arg(args.month)
+        rows, sheet = scores.table_rows(scores.month_scores(app, month), settings), "流动小红旗"
+        print(scores.ranking_text(app, month, staff=True))
+    elif args.kind == "volunteers":
+        from bot.domain import claims
+        from bot.web.claims_pages import volunteer_rows
+
+        month = "%04d-%02d" % _month_arg(args.month)
+        rows, sheet = volunteer_rows(claims.month_figures(app, {"roles": "staff"}, month)), "志愿服务"
+    else:
+        from bot.domain import consult
+        from bot.web.consult_pages import export_rows
+
+        c = consult.by_id(app, args.consultation) if args.consultation else None
+        if c is None:
+            print("--consultation ID of an existing consultation is required", file=sys.stderr)
+            return 2
+        rows = export_rows(app, c, consult.ballots(app, c["id"]), names=c["secrecy"] == "names")
+        sheet = "议事"
+    with open(args.out, "wb") as f:
+        f.write(exports.table_bytes(rows, fmt, sheet))
     print(f"wrote {args.out}")
     return 0
 

@@ -8,7 +8,7 @@ from bot.core import vocabulary
 from bot.core.dispatcher import Ctx, Filter
 from bot.core.models import Inbound
 
-ROLES = ("staff", "grid_lead", "building_lead", "social_worker", "volunteer", "resident")
+ROLES = ("staff", "grid_lead", "building_lead", "social_worker", "volunteer", "party_member", "steward", "resident")
 
 
 def text_equals(*words: str) -> Filter:

@@ -13,12 +13,13 @@ _CURRENT = ("SELECT b.* FROM ballots b WHERE b.consultation_id=? AND b.id = (SEL
 
 def create(store: Store, *, question: str, options: list[str], kind: str, electorate: str, basis: str,
            threshold_num: int, threshold_den: int, secrecy: str, scope: list[int], opened_by: int | None,
-           created_at: float, closes_at: float) -> int:
+           created_at: float, closes_at: float, unit: str = "") -> int:
     return store.conn.execute(
         "INSERT INTO consultations (question, options, kind, electorate, basis, threshold_num, threshold_den,"
-        " secrecy, scope, state, opened_by, created_at, closes_at) VALUES (?,?,?,?,?,?,?,?,?,'open',?,?,?)",
+        " secrecy, scope, unit, state, opened_by, created_at, closes_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,'open',?,?,?)",
         (question, json.dumps(options, ensure_ascii=False), kind, electorate, basis, threshold_num, threshold_den,
-         secrecy, json.dumps(scope), opened_by, created_at, closes_at)).lastrowid
+         secrecy, json.dumps(scope), unit, opened_by, created_at, closes_at)).lastrowid
 
 
 def add_voters(store: Store, consultation_id: int, voters: list[tuple[int, int, float]]) -> None:
@@ -33,16 +34,24 @@ def set_alert(store: Store, consultation_id: int, column: str, alert_id: int) ->
     store.conn.execute(f"UPDATE consultations SET {column}=? WHERE id=?", (alert_id, consultation_id))
 
 
-def households_in(store: Store, buildings: list[int]) -> list[dict]:
-    """Active households of these buildings with their area and whether an active owner lives there."""
+def households_in(store: Store, buildings: list[int], unit: str = "") -> list[dict]:
+    """Active households of these buildings (of one unit, when given) with their area and whether an
+    active owner lives there."""
     out: list[dict] = []
     for i in range(0, len(buildings), 500):
         chunk = buildings[i:i + 500]
         out += store.q(
             f"SELECT h.id, h.building_id, h.label, h.area_m2, EXISTS (SELECT 1 FROM residents r WHERE "
             f"r.household_id=h.id AND r.active=1 AND r.owner=1) AS has_owner FROM households h "
-            f"WHERE h.active=1 AND h.building_id IN ({','.join('?' * len(chunk))}) ORDER BY h.id", chunk)
+            f"WHERE h.active=1 AND h.building_id IN ({','.join('?' * len(chunk))})"
+            f"{' AND h.unit=?' if unit else ''} ORDER BY h.id", [*chunk, *([unit] if unit else [])])
     return out
+
+
+def units_of(store: Store, building_id: int) -> list[str]:
+    """The units (单元) of a building's active households."""
+    return [r["unit"] for r in store.q("SELECT DISTINCT unit FROM households WHERE building_id=? AND active=1 "
+                                       "AND unit != '' ORDER BY unit", (building_id,))]
 
 
 def get(store: Store, consultation_id: int) -> dict | None:

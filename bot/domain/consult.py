@@ -75,6 +75,7 @@ class ConsultDraft:
     secrecy: str = "names"
     scope: list[int] = field(default_factory=list)  # node ids; empty = the whole community
     opened_by: int | None = None
+    unit: str = ""  # one unit (单元, e.g. "2单元") of the one building in scope: a lift is per unit
 
 
 @dataclass
@@ -190,13 +191,41 @@ def parse_closes(deps: Deps, words: str) -> float:
 
 
 FIELDS = ("question", "options", "electorate", "threshold", "closes", "secrecy")
+_UNIT = re.compile(r"^(?P<place>.*?)/?(?P<n>[0-9]{1,3}|[一二两三四五六七八九十]{1,2})单元$")
+
+
+def parse_unit(word: str) -> str:
+    """'2', '2单元', '二单元' -> '2单元' (as the register writes it); '' for nothing."""
+    w = re.sub(r"\s+", "", word or "")
+    if not w:
+        return ""
+    m = re.fullmatch(r"([0-9]{1,3}|[一二两三四五六七八九十]{1,2})(?:单元)?", w)
+    if m is None or (not m.group(1).isdigit() and m.group(1) not in _CN_DIGIT):
+        raise ConsultError("unknown_unit", unit=word, units="")
+    n = m.group(1)
+    return f"{int(n) if n.isdigit() else _cn(n)}单元"
+
+
+def split_unit(scope_words: list[str]) -> tuple[list[str], str]:
+    """'大龙一区/3栋/2单元' or '3栋2单元' -> (['大龙一区/3栋'], '2单元'); the unit as the register
+    writes it (digits). Other words pass through."""
+    out, unit = [], ""
+    for w in scope_words:
+        m = _UNIT.match(w.strip())
+        if m and m.group("place") and (m.group("n").isdigit() or m.group("n") in _CN_DIGIT):
+            unit = parse_unit(m.group("n"))
+            out.append(m.group("place"))
+        else:
+            out.append(w)
+    return out, unit
 
 
 def draft_from_words(deps: Deps, scope_words: list[str], fields: dict[str, str], *,
                      opened_by: int | None) -> ConsultDraft:
     """A draft from the chat command's lines (field -> its words; see FIELDS)."""
+    scope_words, unit = split_unit([w for w in scope_words if w.strip()])
     try:
-        scope = alerts.resolve_scope(deps.store, [w for w in scope_words if w.strip()])
+        scope = alerts.resolve_scope(deps.store, scope_words)
     except AlertError as e:
         raise ConsultError("unknown_place", **e.params) from e
     options = parse_options(fields["options"]) if fields.get("options") else list(APPROVE_OPTIONS)
@@ -210,13 +239,13 @@ def draft_from_words(deps: Deps, scope_words: list[str], fields: dict[str, str],
     secrecy = parse_secrecy(fields["secrecy"]) if fields.get("secrecy") else "names"
     return ConsultDraft(question=(fields.get("question") or "").strip(), closes_at=closes_at, options=options,
                         kind=kind, electorate=electorate, basis=basis, threshold=threshold, secrecy=secrecy,
-                        scope=scope, opened_by=opened_by)
+                        scope=scope, opened_by=opened_by, unit=unit)
 
 
 def draft_as_dict(d: ConsultDraft) -> dict:
     return {"question": d.question, "closes_at": d.closes_at, "options": d.options, "kind": d.kind,
             "electorate": d.electorate, "basis": d.basis, "threshold": list(d.threshold), "secrecy": d.secrecy,
-            "scope": d.scope, "opened_by": d.opened_by}
+            "scope": d.scope, "opened_by": d.opened_by, "unit": d.unit}
 
 
 def draft_of_dict(data: dict) -> ConsultDraft:
@@ -264,7 +293,13 @@ def electorate(deps: Deps, draft: ConsultDraft) -> list[tuple[int, int, float]]:
     buildings = alerts.scope_buildings(deps.store, draft.scope)
     if not buildings:
         raise ConsultError("empty_scope")
-    rows = consult_db.households_in(deps.store, buildings)
+    if draft.unit:
+        if len(buildings) != 1:
+            raise ConsultError("unit_needs_building", unit=draft.unit)
+        units = consult_db.units_of(deps.store, buildings[0])
+        if draft.unit not in units:
+            raise ConsultError("unknown_unit", unit=draft.unit, units="、".join(units))
+    rows = consult_db.households_in(deps.store, buildings, draft.unit)
     if draft.electorate == "owners":
         rows = [r for r in rows if r["has_owner"]]
     if not rows:
@@ -322,7 +357,7 @@ def open(deps: Deps, draft: ConsultDraft, person: dict | None = None) -> int:
             store, question=draft.question, options=draft.options, kind=draft.kind, electorate=draft.electorate,
             basis=draft.basis, threshold_num=draft.threshold[0], threshold_den=draft.threshold[1],
             secrecy=draft.secrecy, scope=draft.scope, opened_by=draft.opened_by, created_at=now,
-            closes_at=draft.closes_at)
+            closes_at=draft.closes_at, unit=draft.unit)
         consult_db.add_voters(store, cid, voters)
         hours = max((draft.closes_at - now) / 3600, 0.01)
         try:
@@ -340,9 +375,20 @@ def open(deps: Deps, draft: ConsultDraft, person: dict | None = None) -> int:
 
 def carrier_text(deps: Deps, draft: ConsultDraft, cid: int | None) -> str:
     return texts.render("messages/consult/notice.j2", id=cid, question=draft.question, options=draft.options,
+                        place=place_of(deps, draft.scope, draft.unit),
                         kind=draft.kind, electorate=draft.electorate, basis=draft.basis,
                         num=draft.threshold[0], den=draft.threshold[1], secrecy=draft.secrecy,
                         closes=at_parts(deps, draft.closes_at), reply_via=_reply_via(deps))
+
+
+def place_of(deps: Deps, scope: list[int], unit: str) -> str:
+    """Who votes, as a place: '大龙一区3栋2单元' for a unit, '' otherwise (the notice's scope says it)."""
+    if not unit:
+        return ""
+    buildings = alerts.scope_buildings(deps.store, scope)
+    node = org.node(deps.store, buildings[0]) if buildings else None
+    parent = org.node(deps.store, node["parent_id"]) if node and node.get("parent_id") else None
+    return f"{parent['name'] if parent and parent['kind'] == 'compound' else ''}{node['name'] if node else ''}{unit}"
 
 
 def _reply_via(deps: Deps) -> list[str]:
@@ -359,6 +405,11 @@ def get(deps: Deps, cid: int) -> dict:
     if row is None:
         raise ConsultError("no_consultation", id=cid)
     return enrich(row)
+
+
+def by_id(deps: Deps, cid: int) -> dict | None:
+    row = consult_db.get(deps.store, cid)
+    return enrich(row) if row else None
 
 
 def enrich(row: dict) -> dict:

@@ -125,7 +125,8 @@ def _plan_steward_hops(deps: Deps, alert, node, group_text, now) -> list[dict]:
             relay_db.set_deadline(store, hop_id, now)
             continue
         text = texts.render("messages/stewards/ask_forward.j2", name=steward["name"],
-                            households=steward["households"], building=node["name"], text=group_text)
+                            households=steward["households"], building=node["name"], text=group_text,
+                            notice=alert.get("kind") == "notice")
         out.append(dict(key=f"hop:{hop_id}:ask:0", channel=target[0], target=target[1],
                         payload={"text": text}, purpose="ask", alert_id=alert["id"]))
     return out
@@ -168,7 +169,8 @@ def _ask(deps: Deps, alert, hop_id, group, lead, group_text, *, level: int) -> d
     channel, target = deps.reach.person(lead)
     text = texts.render("messages/alert_ask_forward.j2", lead_name=lead["name"],
                         group_name=group["name"] if group else "", text=group_text, escalated=level > 0,
-                        customer=bool(group and group["kind"] == "customer" and level == 0))
+                        customer=bool(group and group["kind"] == "customer" and level == 0),
+                        notice=alert.get("kind") == "notice")
     return dict(key=f"hop:{hop_id}:ask:{level}", channel=channel, target=target,
                 payload={"text": text}, purpose="ask", alert_id=alert["id"])
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from bot.core import texts
 from bot.core.config import Settings
 from bot.data import alerts as alerts_db
+from bot.data import consult as consult_db
 from bot.data import org
 from bot.data.store import Store
 
@@ -42,6 +43,9 @@ def render_context(store: Store, alert: dict, settings: Settings | None = None) 
                 kind=alert.get("kind") or "warning", drill=alert.get("status") == "exercise",
                 action=alert["action"], text=alert["text"], poll=bool(alert["poll"]),
                 change_zh=change_zh or "更新",
+                # a consultation's notice (议事) says how to vote itself: no "reply 1 if received"
+                consultation=bool(alert.get("kind") == "notice" and alert.get("id")
+                                  and consult_db.by_alert(store, alert["id"])),
                 reply_via=reply_channels(settings) if settings is not None else ["oa"])
 
 

@@ -51,7 +51,7 @@ async def list_page(request: web.Request) -> web.Response:
 
 def _form_values(posted) -> dict:
     return {k: str(posted.get(k, "")).strip() for k in
-            ("question", "options", "electorate", "threshold", "basis", "closes", "secrecy")}
+            ("question", "options", "electorate", "threshold", "basis", "closes", "secrecy", "unit")}
 
 
 async def new_page(request: web.Request, *, values: dict | None = None, scope: list[int] | None = None,
@@ -63,7 +63,8 @@ async def new_page(request: web.Request, *, values: dict | None = None, scope: l
     default_close = datetime.fromtimestamp(app.clock.now() + app.settings.consult.default_days * 86400,
                                            ZoneInfo(app.settings.timezone)).strftime("%Y-%m-%dT%H:%M")
     values = values or {"question": "", "options": "同意/不同意/弃权", "electorate": "households",
-                        "threshold": "2/3", "basis": "households", "closes": default_close, "secrecy": "names"}
+                        "threshold": "2/3", "basis": "households", "closes": default_close, "secrecy": "names",
+                        "unit": ""}
     return render(request, user, "consult_new.html", status=status, values=values, error=error,
                   tree=scope_tree(app.store, user.scope), checked=set(scope or []))
 
@@ -96,7 +97,8 @@ async def new_post(request: web.Request) -> web.Response:
         draft = ConsultDraft(question=values["question"], closes_at=_closes_at(app, values["closes"]),
                              options=options, kind=consult.kind_for(options), electorate=values["electorate"],
                              basis=values["basis"], threshold=THRESHOLDS[values["threshold"]],
-                             secrecy=values["secrecy"], scope=scope, opened_by=user.person.get("id"))
+                             secrecy=values["secrecy"], scope=scope, opened_by=user.person.get("id"),
+                             unit=consult.parse_unit(values["unit"]))
         cid = consult.open(app, draft, user.person)
     except ConsultError as e:
         return await new_page(request, values=values, scope=scope, error=e.text(), status=400)

@@ -22,6 +22,7 @@ CREATE TABLE consultations (
     threshold_den INTEGER NOT NULL DEFAULT 2,
     secrecy TEXT NOT NULL DEFAULT 'names' CHECK (secrecy IN ('names','tally')),
     scope TEXT NOT NULL,
+    unit TEXT NOT NULL DEFAULT '',       -- one unit (单元) of the one building in scope; '' = all
     state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open','closed','cancelled')),
     opened_by INTEGER REFERENCES residents(id),
     created_at REAL NOT NULL,
@@ -33,6 +34,7 @@ CREATE TABLE consultations (
     result_alert_id INTEGER REFERENCES alerts(id)
 );
 CREATE INDEX consultations_state ON consultations(state, closes_at);
+CREATE INDEX consultations_alert ON consultations(alert_id) WHERE alert_id IS NOT NULL;
 
 -- who may vote, fixed when the consultation opens; weight 1, or the household's area
 CREATE TABLE consultation_voters (
