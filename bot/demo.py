@@ -23,6 +23,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from bot import demo_loops
 from bot.app import App
 from bot.core import texts
 from bot.core.clock import ScaledClock
@@ -239,6 +240,8 @@ async def run_demo(settings: Settings, *, speed: float = 30.0, exit_at_end: bool
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     # routine sender chatter (token refreshes) would interleave with the narration
     logging.getLogger("linli.senders").setLevel(logging.WARNING)
+    # nor "this volunteer has no WeChat" for each of the area's volunteers told of a wish
+    logging.getLogger("linli.digest").setLevel(logging.WARNING)
     db = Path(settings.store.path)
     db.parent.mkdir(parents=True, exist_ok=True)
     _fresh_db(db)
@@ -301,13 +304,15 @@ async def run_demo(settings: Settings, *, speed: float = 30.0, exit_at_end: bool
                 print(f"{line} | 居民行动滞后 ≤ {stats['recent_max_s']:.0f} 秒", flush=True)
                 last = line.split("]", 1)[1]
             await asyncio.sleep(POLL_S)
-        clock.stop()  # the story is over: nothing new fires, the pages show where it ended
         lines, after = narrate(store, alert["id"], start, after)
         for line in lines:
             print(line)
         print(_progress(store, alert["id"], clock, start))
         print("\n" + escalation.summary_text(store, alerts_data.get(store, alert["id"])))
         print(summary_legend(store, alert["id"], counts))
+        # the second chapter: the community's own loops, on the same world and register
+        await demo_loops.play(app, world, secretary)
+        clock.stop()  # the story is over: nothing new fires, the pages show where it ended
         print(f"\nsends: {app.outbox.counts()}; {_world_counts(world_stats(world))}")
         print(texts.render("demo/setup.j2", step="stopped"))
         if not exit_at_end:

@@ -17,7 +17,7 @@ LAYERS = [
     ("bot.data", 1),
     ("bot.domain", 2),
     ("handlers", 3), ("bot.web", 3), ("bot.transports", 3),
-    ("bot.app", 4), ("bot.cli", 4), ("bot.server", 4), ("bot.demo", 4), ("bot.__main__", 4),
+    ("bot.app", 4), ("bot.cli", 4), ("bot.server", 4), ("bot.demo", 4), ("bot.demo_loops", 4), ("bot.__main__", 4),
 ]
 SIBLINGS = ("handlers", "bot.web", "bot.transports")  # doors: independent of each other
 WORLD_MAY_IMPORT = ("bot.core", "bot.world")
