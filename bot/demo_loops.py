@@ -147,3 +147,4 @@ async def scores_story(app, stage: Stage, boss: dict) -> None:
         for line in a.splitlines()[:6]:
             print(f"    {line}")
     await stage.say(boss, "发布红旗榜", role="社区书记")
+    await stage.say(boss, "确认", role="社区书记")

@@ -3,7 +3,11 @@
   评分 大龙二区/3栋 安全9 卫生8 文明10 [11月]   a compound lead's (or staff's) 互评 of a building of
                                                another compound; again: replaces theirs
   红旗榜 [11月]                                 the month's ranking (staff: all; a lead: their area)
-  发布红旗榜 [11月] / 公布红旗榜 [11月]          staff: the top ones go out as a 通知, the month is frozen
+  发布红旗榜 [11月] / 公布红旗榜 [11月]          staff: a preview of the 通知 (the top ones) that would go
+                                               out to the whole community; nothing is sent yet
+  确认 / 取消                                   the answer to that preview (only to a pending scores
+                                               preview, kept CONFIRM_TTL_S): 确认 sends the notice and
+                                               freezes the month, 取消 drops it
 
 The verbs are vocabulary [scores]; every act is a bot.domain.scores function.
 """
@@ -15,11 +19,14 @@ from bot.core import vocabulary
 from bot.core.dispatcher import Ctx, Router
 from bot.core.filters import command, has_role, roles_of
 from bot.core.models import Inbound
+from bot.data import conversations
 from bot.domain import areas, scores
 from bot.domain.scores import ScoreError
 
 router = Router("scores")
 CHAT_ROWS = 10  # the ranking in chat: the first ten (the page has them all)
+CONFIRM_TTL_S = 600  # a publishing preview waits this long for 确认
+STATE = "confirm_scores"
 _leadish = has_role("staff", "grid_lead", "building_lead")
 
 
@@ -92,13 +99,60 @@ async def ranking(ctx: Ctx, msg: Inbound) -> None:
                                              staff="staff" in roles_of(ctx.resident)))
 
 
+def _user_key(msg: Inbound) -> str:
+    return f"{msg.channel}:{msg.user_id}"
+
+
+def _pending(ctx: Ctx, msg: Inbound) -> bool | dict:
+    """Only a pending scores preview of this very chat user (alerts', schedules' and consult's
+    previews keep states of their own: their 确认 is theirs)."""
+    data = conversations.pending(ctx.store, _user_key(msg), STATE, ctx.app.clock.now())
+    return {"pending": data} if data is not None else False
+
+
+async def _preview(ctx: Ctx, msg: Inbound, month: str, *, changed: bool = False) -> None:
+    """Show the notice publishing would send now, and remember it for 确认."""
+    try:
+        shown = scores.preview(ctx.app, ctx.resident, month)
+    except ScoreError as e:
+        await _refuse(ctx, e)
+        return
+    conversations.remember(ctx.store, _user_key(msg), STATE, {"month": shown["month"], "text": shown["text"]},
+                           ctx.app.clock.now() + CONFIRM_TTL_S)
+    await ctx.reply("messages/scores/preview.j2", month=scores.month_zh(shown["month"]), text=shown["text"],
+                    top=shown["top"], left_out=shown["left_out"], minutes=CONFIRM_TTL_S // 60, changed=changed)
+
+
 @router.text(command("scores.publish", r"^\s*{words}\s*(?P<month>\S*)\s*$"), _lead_or_staff)
 async def publish(ctx: Ctx, msg: Inbound) -> None:
     try:
         month = scores.parse_month(ctx.match.get("month"), ctx.app.clock.now(), ctx.settings.timezone)
-        done = scores.publish(ctx.app, ctx.resident, month)
     except ScoreError as e:
         await _refuse(ctx, e)
         return
+    await _preview(ctx, msg, month)
+
+
+@router.text(has_role("staff"), command("commands.confirm", r"^{words}$"), _pending)
+async def confirm(ctx: Ctx, msg: Inbound) -> None:
+    """确认 to this user's pending preview: checked again now (published meanwhile: refused; the
+    figures moved so the notice would read otherwise: the new preview, nothing sent)."""
+    pending = ctx.match["pending"]
+    conversations.forget(ctx.store, _user_key(msg))
+    try:
+        done = scores.publish(ctx.app, ctx.resident, pending["month"], expected_text=pending["text"])
+    except ScoreError as e:
+        if e.code == "changed":
+            await _preview(ctx, msg, pending["month"], changed=True)
+        else:
+            await _refuse(ctx, e)
+        return
     await ctx.reply("messages/scores/published.j2", month=scores.month_zh(done["month"]), alert_id=done["alert_id"],
                     top=done["top"])
+
+
+@router.text(has_role("staff"), command("commands.cancel", r"^{words}$"), _pending)
+async def drop(ctx: Ctx, msg: Inbound) -> None:
+    pending = ctx.match["pending"]
+    conversations.forget(ctx.store, _user_key(msg))
+    await ctx.reply("messages/scores/dropped.j2", month=scores.month_zh(pending["month"]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from types import SimpleNamespace
 
+import pytest
 from aiohttp.test_utils import TestServer
 
 from bot.app import App
@@ -91,3 +92,12 @@ def household_labels(store) -> dict[int, str]:
     """Linli's household ids -> labels: how tests line Linli's rows up with the world's truth,
     which names households by label (the world never sees Linli's ids)."""
     return {r["id"]: r["label"] for r in store.q("SELECT id, label FROM households")}
+
+
+@pytest.fixture
+async def small_sim(tmp_path):
+    """A 60-household Dalong-shaped rig (seed 11), closed afterwards: import it into a test module
+    (`from sim_rig import small_sim`) instead of writing the same fixture again."""
+    rig = await make_sim(tmp_path, households=60, seed=11)
+    yield rig
+    await close_sim(rig)

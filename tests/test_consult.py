@@ -8,7 +8,7 @@ import json
 from fractions import Fraction
 
 import pytest
-from sim_rig import T0, close_sim, make_sim, staff
+from sim_rig import T0, small_sim, staff  # noqa: F401  (small_sim: a fixture)
 
 from bot.domain import consult
 from bot.domain.consult import ConsultDraft, ConsultError
@@ -17,10 +17,8 @@ DAY = 24 * 3600
 
 
 @pytest.fixture
-async def sim(tmp_path):
-    rig = await make_sim(tmp_path, households=60, seed=11)
-    yield rig
-    await close_sim(rig)
+def sim(small_sim):
+    return small_sim
 
 
 def building_with(store, n_min: int = 3) -> dict:

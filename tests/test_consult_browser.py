@@ -88,3 +88,64 @@ async def test_the_vote_page_fits_and_a_tap_records_the_vote(browser, linli, wor
         assert consult.current_choice(linli.app, world["id"], hid) == 0
     finally:
         await context.close()
+
+
+async def test_the_tally_updates_live_and_a_half_filled_proxy_form_survives(browser, linli, world, monkeypatch):
+    """A vote cast while the page is open appears within the poll interval without a reload; the proxy
+    form keeps what the lead picked; closing stops the updates and says so."""
+    from bot.web import consult_pages
+
+    monkeypatch.setattr(consult_pages, "POLL_S", 0.2)
+    store = linli.store
+    hs = world["households"]
+    cid = consult.open(linli.app, ConsultDraft(question="楼道堆物清理", closes_at=T0 + 7 * 86400,
+                                               scope=[hs[0]["building_id"]], opened_by=staff(store)["id"]))
+    context = await _context(browser, browser_rig.VIEWPORT)
+    page = await context.new_page()
+    try:
+        await login(page, linli.base, "admin", PASSWORD)
+        await page.goto(f"{linli.base}/consultations/{cid}")
+        await expect(page.locator("#live-on")).to_be_visible()  # the script runs
+        await expect(page.locator("#turnout")).to_contain_text(f"0/{len(hs)}")
+        await page.select_option("#proxy select[name=household]", str(hs[-1]["id"]))
+        await page.select_option("#proxy select[name=choice]", "2")
+        await page.evaluate("window.__notReloaded = 42")
+        consult.vote(linli.app, cid, hs[0]["id"], 1, channel="link")
+        await expect(page.locator("#turnout")).to_contain_text(f"1/{len(hs)}", timeout=10_000)
+        await expect(page.locator(f"#household-{hs[0]['id']}")).to_contain_text("不同意")
+        await expect(page.locator("#tally [data-option='1'] b")).to_have_text("1")
+        assert await page.evaluate("window.__notReloaded") == 42
+        assert await page.input_value("#proxy select[name=household]") == str(hs[-1]["id"])
+        assert await page.input_value("#proxy select[name=choice]") == "2"
+        consult.close(linli.app, cid)
+        await expect(page.locator("#live-closed")).to_be_visible(timeout=10_000)
+        await expect(page.locator("#live-on")).to_be_hidden()
+        assert await page.evaluate("window.__notReloaded") == 42
+    finally:
+        await context.close()
+
+
+async def test_an_owner_picks_their_name_then_votes_on_the_phone(browser, linli, world):
+    store = linli.store
+    b = world["households"][0]["building_id"]
+    cid = consult.open(linli.app, ConsultDraft(question="更换单元门禁", closes_at=T0 + 7 * 86400, scope=[b],
+                                               electorate="owners", basis="owners",
+                                               opened_by=staff(store)["id"]))
+    hid = store.q1("SELECT household_id FROM consultation_voters WHERE consultation_id=? ORDER BY household_id "
+                   "LIMIT 1", (cid,))["household_id"]
+    owner = consult.owners(linli.app, hid)[-1]
+    viewport = SIZES["phone-360"]
+    context = await _context(browser, viewport)
+    page = await context.new_page()
+    try:
+        resp = await page.goto(f"{linli.base}/vote/{consult.vote_token(linli.app, cid, hid)}")
+        assert resp.status == 200
+        await check_layout(page, "phone-360 owner vote", viewport["width"])
+        await page.check(f"#owner-{owner['id']}")
+        await page.click("#choice-0")
+        await expect(page.locator("#done")).to_contain_text("同意")
+        await shot(page, "consult-phone-360-owner-vote")
+        ballot = consult.current_ballot(linli.app, cid, hid)
+        assert (ballot["choice"], ballot["resident_id"], ballot["channel"]) == (0, owner["id"], "link")
+    finally:
+        await context.close()

@@ -8,7 +8,7 @@ import json
 
 import pytest
 from chat_rig import say
-from sim_rig import close_sim, make_sim, staff
+from sim_rig import small_sim, staff  # noqa: F401  (small_sim: a fixture)
 
 from bot.domain import consult
 
@@ -16,10 +16,8 @@ DAY = 24 * 3600
 
 
 @pytest.fixture
-async def sim(tmp_path):
-    rig = await make_sim(tmp_path, households=60, seed=11)
-    yield rig
-    await close_sim(rig)
+def sim(small_sim):
+    return small_sim
 
 
 def voter_in_building(store) -> dict:

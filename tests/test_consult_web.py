@@ -115,7 +115,9 @@ async def test_the_dashboard_opens_tallies_proxies_closes_and_exports(rig, clien
     c = consult.get(rig.app, cid)
     assert (c["electorate"], c["threshold_num"], c["threshold_den"], c["alert_id"] is not None) == ("owners", 2, 3, True)
     # one owner votes by the link, a second by proxy from the dashboard: 2 of 3 owner households
-    await client.post(f"/vote/{consult.vote_token(rig.app, cid, owners[0])}", data={"choice": "0"})
+    owner = consult.owners(rig.app, owners[0])[0]
+    await client.post(f"/vote/{consult.vote_token(rig.app, cid, owners[0])}",
+                      data={"choice": "0", "resident": str(owner["id"])})
     resp = await client.post(f"/consultations/{cid}/proxy", data={"csrf": csrf, "household": str(owners[1]),
                                                                    "choice": "0"}, allow_redirects=False)
     assert resp.status == 303
@@ -123,7 +125,8 @@ async def test_the_dashboard_opens_tallies_proxies_closes_and_exports(rig, clien
     assert proxy["channel"] == "dashboard"
     page = await (await client.get(f"/consultations/{cid}")).text()
     assert 'id="turnout"><b>2/3</b>' in page and f'data-building="{b["id"]}"' in page and "工作台代投" in page
-    assert 'http-equiv="refresh"' in page and 'id="need"><b>2</b>' in page  # 2/3 of 3 owner households
+    assert 'http-equiv="refresh"' not in page and 'id="need"><b>2</b>' in page  # 2/3 of 3 owner households
+    assert f'data-tally-url="/consultations/{cid}/tally"' in page and 'id="refresh"' in page
     resp = await client.post(f"/consultations/{cid}/close", data={"csrf": csrf}, allow_redirects=False)
     assert resp.status == 303
     c = consult.get(rig.app, cid)
@@ -135,6 +138,7 @@ async def test_the_dashboard_opens_tallies_proxies_closes_and_exports(rig, clien
     assert rows[0] == ["小区", "楼栋", "住户", "投票", "方式", "投票人", "时间"] and len(rows) == 4
     assert sorted(r[3] for r in rows[1:]) == ["同意", "同意", "未投"]
     assert {r[4] for r in rows[1:]} == {"链接", "工作台代投", ""}
+    assert next(r for r in rows[1:] if r[4] == "链接")[5] == owner["name"]  # the owner who voted by the link
     xlsx = openpyxl.load_workbook(io.BytesIO(await (await client.get(f"/consultations/{cid}.xlsx")).read()))
     assert xlsx.active.max_row == 4
     listing = await (await client.get("/consultations")).text()

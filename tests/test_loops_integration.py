@@ -8,7 +8,7 @@ import csv
 import io
 
 import pytest
-from sim_rig import T0, close_sim, make_sim, staff
+from sim_rig import T0, close_sim, make_sim, small_sim, staff  # noqa: F401  (small_sim: a fixture)
 
 from bot.data import alerts as alerts_db
 from bot.domain import claims, consult, scores
@@ -21,10 +21,8 @@ DAY = 24 * 3600
 
 
 @pytest.fixture
-async def sim(tmp_path):
-    rig = await make_sim(tmp_path, households=60, seed=11)
-    yield rig
-    await close_sim(rig)
+def sim(small_sim):
+    return small_sim
 
 
 def first_building(store) -> dict:

@@ -266,6 +266,150 @@ def test_top_n_and_a_viewers_area_keep_community_ranks(app, june):
     assert [r["building_id"] for r in done["top"]] == [june["b10"]]
 
 
+# -- a second hand-checked month: two compounds, four buildings, every part with data ----------------
+@pytest.fixture
+def four(app):
+    """北苑 (1栋 with 4 households, 2栋 with 2) and 南苑 (3栋 with 4, 4栋 with 2); staff, each
+    compound's lead, a volunteer in 1栋 and one in 4栋."""
+    s = app.store
+    c = _node(s, "community", "大龙社区")
+    g = _node(s, "grid", "第一网格", c)
+    north, south = _node(s, "compound", "北苑", g), _node(s, "compound", "南苑", g)
+    n1, n2 = _node(s, "building", "1栋", north), _node(s, "building", "2栋", north)
+    s3, s4 = _node(s, "building", "3栋", south), _node(s, "building", "4栋", south)
+    hh = {b: [s.db["households"].insert({"building_id": b, "room": f"{i + 1}01", "label": f"{b}-{i + 1}01"}).last_pk
+              for i in range(n)] for b, n in ((n1, 4), (n2, 2), (s3, 4), (s4, 2))}
+    boss = _resident(s, "社区书记", "staff", node=c)
+    north_lead = _resident(s, "北苑支书", "building_lead", household=hh[n1][0])
+    south_lead = _resident(s, "南苑支书", "building_lead", household=hh[s3][0])
+    s.db["node_leads"].insert_all([{"node_id": north, "resident_id": north_lead["id"]},
+                                   {"node_id": south, "resident_id": south_lead["id"]}])
+    vol_n1 = _resident(s, "志愿者北", "volunteer", household=hh[n1][1])
+    vol_s4 = _resident(s, "志愿者南", "volunteer", household=hh[s4][1])
+    return {"n1": n1, "n2": n2, "s3": s3, "s4": s4, "hh": hh, "boss": boss, "north_lead": north_lead,
+            "south_lead": south_lead, "vol_n1": vol_n1, "vol_s4": vol_s4}
+
+
+def _consultation(store, state, voters: dict[int, list[int]], voted: list[int], *, closed_at) -> int:
+    cid = store.db["consultations"].insert({"question": "加装电梯？", "options": '["同意","不同意"]', "scope": "[]",
+                                            "state": state, "created_at": NOW, "closes_at": closed_at,
+                                            "closed_at": closed_at}).last_pk
+    for b, households in voters.items():
+        for h in households:
+            store.db["consultation_voters"].insert({"consultation_id": cid, "household_id": h, "building_id": b})
+    for h in voted:
+        store.db["ballots"].insert({"consultation_id": cid, "household_id": h, "choice": 0, "channel": "oa",
+                                    "at": NOW})
+    return cid
+
+
+def test_a_second_month_by_hand_every_part(app, four):
+    """Every part has data, so the configured weights stand (20 10 10 10 10 10 10 20).
+
+    acks of the one real warning (all 12 households) — first answers only, in minutes:
+      1栋 6, 12, 30 (and 30's second answer at 40), one silent: share 3/4, median 12 → 1 - 12/120 = 0.9
+      2栋 60, 84: share 1, median 72 → 0.4
+      3栋 nobody (the drill, which everyone there answered within a minute, does not count):
+          share 0, speed 0 (reached and silent: not a gap for the median)
+      4栋 150, one silent: share 1/2, speed 0 (past the 120 min cap)
+    requests of June (a wish and a May request do not count):
+      1栋 2 on 4 households, both resolved, rated 5 and 4 → 0.5 per household, resolved 1, rating 0.875
+      2栋 1 on 2, open, unrated → 0.5, resolved 0, rating imputed
+      3栋 1 on 4, resolved, rated 2 → 0.25, resolved 1, rating 0.25
+      4栋 none → 0, resolved and rating imputed
+      per household ÷ the top 0.5: 1, 1, 0.5, 0; resolved median (1, 0, 1) = 1; rating median
+      (0.875, 0.25) = 0.5625
+    turnout (closed in June; the cancelled one, which all of 3栋 voted in, does not count):
+      2栋 2/2 = 1, 3栋 1/4, 4栋 1/2; 1栋 was not asked: the median 0.5
+    claims resolved in June, for the claimant's building: 4栋's volunteer 3 h, 1栋's one claim without
+      hours (1 h): per household 1.5 and 0.25 → ÷ 1.5: 4栋 1, 1栋 1/6 (an unfinished claim: nothing)
+    peer: 3栋 by 北苑's lead (安全8 卫生6 文明10, then 安全 again: 9) and staff (7 8 8): per category
+      8, 7, 9 → 0.8; 1栋 by 南苑's lead 10 9 8 → 0.9; 2栋 and 4栋 the median 0.85
+    """
+    s, t, hh = app.store, four, four["hh"]
+    warning = alerts.issue(app, Draft(type="暴雨", colour="yellow", issuer_id=t["boss"]["id"]))
+    for b, minutes in ((t["n1"], (6, 12, 30)), (t["n2"], (60, 84)), (t["s4"], (150,))):
+        for h, m in zip(hh[b], minutes, strict=False):
+            _ack(s, warning, h, NOW + m * MIN)
+    _ack(s, warning, hh[t["n1"]][2], NOW + 40 * MIN)  # a second answer: the first one counts
+    drill = alerts.issue(app, Draft(type="暴雨", colour="yellow", status="exercise", issuer_id=t["boss"]["id"]))
+    for h in hh[t["s3"]]:
+        _ack(s, drill, h, NOW + 30)
+    _request(s, t["n1"], hh[t["n1"]][0], created=NOW + 3600, resolved=NOW + 7200, rating=5)
+    _request(s, t["n1"], hh[t["n1"]][1], created=NOW + 3600, resolved=NOW + 7200, rating=4)
+    _request(s, t["n2"], hh[t["n2"]][0], created=NOW + 3600)
+    _request(s, t["s3"], hh[t["s3"]][1], created=NOW + 3600, resolved=NOW + 7200, rating=2)
+    _request(s, t["s4"], hh[t["s4"]][0], created=NOW - 86400 * 2, resolved=NOW - 86400, rating=5)  # May
+    _request(s, t["n2"], None, created=NOW + 3600, kind="wish")
+    _consultation(s, "closed", {t["n2"]: hh[t["n2"]], t["s3"]: hh[t["s3"]], t["s4"]: hh[t["s4"]]},
+                  hh[t["n2"]] + hh[t["s3"]][:1] + hh[t["s4"]][:1], closed_at=NOW + 86400)
+    _consultation(s, "cancelled", {t["s3"]: hh[t["s3"]]}, hh[t["s3"]], closed_at=NOW + 86400)
+    _request(s, t["n2"], None, created=NOW, resolved=NOW + 7200, kind="wish", claim_state="claimed",
+             claimed_by=t["vol_s4"]["id"], hours=3)
+    _request(s, t["s3"], None, created=NOW, resolved=NOW + 7200, kind="wish", claim_state="claimed",
+             claimed_by=t["vol_n1"]["id"])
+    _request(s, t["s3"], None, created=NOW, kind="wish", claim_state="claimed", claimed_by=t["vol_n1"]["id"],
+             hours=5)  # not done yet
+    scores.enter_peer_scores(app, t["north_lead"], t["s3"], MONTH, {"safety": 8, "hygiene": 6, "civility": 10})
+    scores.enter_peer_scores(app, t["north_lead"], t["s3"], MONTH, {"safety": 9})
+    scores.enter_peer_scores(app, t["boss"], t["s3"], MONTH, {"safety": 7, "hygiene": 8, "civility": 8})
+    scores.enter_peer_scores(app, t["south_lead"], t["n1"], MONTH, {"safety": 10, "hygiene": 9, "civility": 8})
+
+    board = scores.month_scores(app, MONTH)
+    assert board.left_out == []
+    assert board.weights == {"ack_share": 20, "ack_speed": 10, "requests": 10, "resolved": 10, "rating": 10,
+                             "turnout": 10, "claims": 10, "peer": 20}
+    rows = by_id(board)
+    norms = {b: {p: rows[t[b]]["parts"][p]["norm"] for p in scores.PARTS} for b in ("n1", "n2", "s3", "s4")}
+    assert norms["n1"] == {"ack_share": 0.75, "ack_speed": 0.9, "requests": 1, "resolved": 1, "rating": 0.875,
+                           "turnout": 0.5, "claims": pytest.approx(1 / 6, abs=1e-4), "peer": 0.9}
+    assert norms["n2"] == {"ack_share": 1, "ack_speed": 0.4, "requests": 1, "resolved": 0, "rating": 0.5625,
+                           "turnout": 1, "claims": 0, "peer": 0.85}
+    assert norms["s3"] == {"ack_share": 0, "ack_speed": 0, "requests": 0.5, "resolved": 1, "rating": 0.25,
+                           "turnout": 0.25, "claims": 0, "peer": 0.8}
+    assert norms["s4"] == {"ack_share": 0.5, "ack_speed": 0, "requests": 0, "resolved": 1, "rating": 0.5625,
+                           "turnout": 0.5, "claims": 1, "peer": 0.85}
+    imputed = {b: {p for p in scores.PARTS if rows[t[b]]["parts"][p]["imputed"]} for b in ("n1", "n2", "s3", "s4")}
+    assert imputed == {"n1": {"turnout"}, "n2": {"rating", "peer"}, "s3": set(), "s4": {"resolved", "rating", "peer"}}
+    assert rows[t["s3"]]["parts"]["ack_speed"]["raw"] == {"value": 0.0, "minutes": None, "answers": 0}
+    assert rows[t["n1"]]["parts"]["ack_speed"]["raw"]["minutes"] == 12
+    assert rows[t["s3"]]["peer"] == {"value": 0.8, "safety": 8, "hygiene": 7, "civility": 9, "evaluators": 2}
+    assert rows[t["s4"]]["parts"]["claims"]["raw"] == {"value": 1.5, "claims": 1, "hours": 3.0}
+    assert rows[t["n1"]]["parts"]["claims"]["raw"] == {"value": 0.25, "claims": 1, "hours": 1.0}
+    # 1栋 15 + 9 + 10 + 10 + 8.75 + 5 + 1.667 + 18; 2栋 20 + 4 + 10 + 0 + 5.625 + 10 + 0 + 17;
+    # 3栋 0 + 0 + 5 + 10 + 2.5 + 2.5 + 0 + 16; 4栋 10 + 0 + 0 + 10 + 5.625 + 5 + 10 + 17
+    assert [(r["building_id"], r["total"], r["rank"]) for r in board.rows] == [
+        (t["n1"], 77.4, 1), (t["n2"], 66.6, 2), (t["s4"], 57.6, 3), (t["s3"], 36.0, 4)]
+
+
+def test_month_bounds_are_the_communitys_local_months(app, town):
+    """Asia/Shanghai is UTC+8: 23:30 on 31 May there is 15:30 UTC, 00:10 on 1 June is 16:10 UTC on
+    31 May. The first warning (and request) is May's, the second June's."""
+    s, hh = app.store, town["hh"]
+    may_last = NOW - 8 * 3600 - 30 * MIN   # 2024-05-31 23:30 Asia/Shanghai
+    june_first = NOW - 7 * 3600 - 50 * MIN  # 2024-06-01 00:10 Asia/Shanghai
+    app.clock.t = may_last
+    late = alerts.issue(app, Draft(type="暴雨", colour="yellow", issuer_id=town["boss"]["id"]))
+    _ack(s, late, hh[town["b10"]][0], may_last + 5 * MIN)
+    _request(s, town["b10"], hh[town["b10"]][0], created=may_last)
+    app.clock.t = june_first
+    early = alerts.issue(app, Draft(type="暴雨", colour="yellow", issuer_id=town["boss"]["id"]))
+    _ack(s, early, hh[town["w1"]][0], june_first + 5 * MIN)
+    _request(s, town["w1"], hh[town["w1"]][0], created=june_first)
+    # a score entered at 00:10 without a month is June's
+    assert scores.enter_peer_scores(app, town["east_lead"], town["w1"], None, {"safety": 8})["month"] == MONTH
+    may, june = by_id(scores.month_scores(app, "2024-05")), by_id(scores.month_scores(app, MONTH))
+    assert may[town["b10"]]["parts"]["ack_share"]["raw"]["acked"] == 1
+    assert may[town["w1"]]["parts"]["ack_share"]["raw"]["acked"] == 0
+    assert may[town["b10"]]["parts"]["requests"]["raw"]["reported"] == 1
+    assert may[town["w1"]]["parts"]["requests"]["raw"]["reported"] == 0
+    assert june[town["w1"]]["parts"]["ack_share"]["raw"]["acked"] == 1
+    assert june[town["b10"]]["parts"]["ack_share"]["raw"]["acked"] == 0
+    assert june[town["w1"]]["parts"]["requests"]["raw"]["reported"] == 1
+    assert june[town["b10"]]["parts"]["requests"]["raw"]["reported"] == 0
+    assert june[town["w1"]]["peer"]["safety"] == 8 and may[town["w1"]]["peer"] is None
+
+
 @pytest.mark.parametrize("word, month", [("", "2024-06"), ("本月", "2024-06"), ("上月", "2024-05"),
                                          ("6月", "2024-06"), ("11月", "2023-11"), ("2024年3月", "2024-03"),
                                          ("2024-02", "2024-02")])
@@ -341,7 +485,8 @@ async def test_chat_ranking_and_publishing_by_staff(sim):
     assert "2024年6月流动小红旗榜" in text and "尚未发布" in text
     assert text.index("金湖花园 1栋") < text.index("大龙一区 1栋")
     assert "100.0 分" in text and "公布红旗榜" in text
-    done = await say(sim, boss, "公布红旗榜")
+    assert "请核对" in await say(sim, boss, "公布红旗榜")
+    done = await say(sim, boss, "确认")
     assert "已发布" in done and "金湖花园 1栋" in done
     notice = sim.store.q1("SELECT * FROM alerts WHERE kind='notice' ORDER BY id DESC")
     assert "流动小红旗" in notice["text"] and "金湖花园 1栋" in notice["text"]
@@ -366,10 +511,77 @@ async def test_chat_a_lead_sees_their_area_and_a_resident_is_not_a_scorer(sim):
     assert "不认识" not in await say(sim, staff(sim.store), "红旗榜 5月")
 
 
-async def test_chat_publish_with_the_word_fabu(sim):
+def score_notices(store) -> int:
+    return store.scalar("SELECT COUNT(*) FROM alerts WHERE kind='notice' AND text LIKE '%流动小红旗%'")
+
+
+async def test_chat_publish_is_a_preview_and_only_confirm_sends_it(sim):
     boss = staff(sim.store)
     await say(sim, boss, "评分 金湖花园/1栋 安全10")
-    assert "已发布" in await say(sim, boss, "发布红旗榜")
+    expected = scores.preview(sim.app, boss, MONTH)["text"]
+    shown = await say(sim, boss, "发布红旗榜 6月")
+    # the notice exactly as it will go out, the month, that it freezes, how to answer
+    assert expected in shown and "2024年6月" in shown and "定格" in shown
+    assert "回复“确认”发布，“取消”放弃" in shown
+    assert score_notices(sim.store) == 0 and sim.store.scalar("SELECT COUNT(*) FROM score_months") == 0
+    done = await say(sim, boss, "确认")
+    assert "已发布" in done and "金湖花园 1栋" in done
+    notice = sim.store.q1("SELECT * FROM alerts WHERE kind='notice' ORDER BY id DESC")
+    assert notice["text"] == expected  # what the preview showed is what went out
+    assert sim.store.scalar("SELECT alert_id FROM score_months WHERE month=?", (MONTH,)) == notice["id"]
+    # the preview is used up: a second 确认 is not scores' any more, and nothing goes out twice
+    assert "已发布" not in await say(sim, boss, "确认")
+    assert "不能重复发布" in await say(sim, boss, "发布红旗榜")
+    assert score_notices(sim.store) == 1
+
+
+async def test_chat_cancel_publishes_nothing(sim):
+    boss = staff(sim.store)
+    await say(sim, boss, "评分 金湖花园/1栋 安全10")
+    await say(sim, boss, "发布红旗榜")
+    assert "没有发布" in await say(sim, boss, "取消")
+    assert "已发布" not in await say(sim, boss, "确认")
+    assert score_notices(sim.store) == 0 and sim.store.scalar("SELECT COUNT(*) FROM score_months") == 0
+
+
+async def test_chat_an_expired_preview_is_not_confirmed(sim):
+    from handlers.scores import CONFIRM_TTL_S
+
+    boss = staff(sim.store)
+    await say(sim, boss, "评分 金湖花园/1栋 安全10")
+    assert "10 分钟内不回复" in await say(sim, boss, "发布红旗榜")
+    sim.clock.advance(CONFIRM_TTL_S + 1)
+    assert "已发布" not in await say(sim, boss, "确认")
+    assert score_notices(sim.store) == 0 and sim.store.scalar("SELECT COUNT(*) FROM score_months") == 0
+
+
+async def test_chat_a_schedule_preview_keeps_its_own_confirm(sim):
+    """A newer preview of another kind (here a schedule) replaces the scores preview: 确认 is the
+    schedule's, and no ranking goes out."""
+    boss = staff(sim.store)
+    await say(sim, boss, "评分 金湖花园/1栋 安全10")
+    await say(sim, boss, "发布红旗榜")
+    await say(sim, boss, "定时 明天8点 通知 周六上午停水，请提前储水")
+    await say(sim, boss, "确认")
+    assert sim.store.scalar("SELECT COUNT(*) FROM schedules") == 1
+    assert score_notices(sim.store) == 0 and sim.store.scalar("SELECT COUNT(*) FROM score_months") == 0
+
+
+async def test_chat_confirm_checks_again_published_meanwhile_or_changed(sim):
+    boss, lead = staff(sim.store), compound_lead(sim.store)
+    await say(sim, lead, "评分 金湖花园/1栋 安全10")
+    # figures moved after the preview (another building now leads): nothing sent, a new preview shown
+    await say(sim, boss, "发布红旗榜")
+    scores.enter_peer_scores(sim.app, boss, bid(sim.store, "碧水湾"), MONTH, {"safety": 10, "hygiene": 10,
+                                                                              "civility": 10})
+    scores.enter_peer_scores(sim.app, lead, bid(sim.store, "金湖花园"), MONTH, {"safety": 3})
+    again = await say(sim, boss, "确认")
+    assert "有了变化" in again and "回复“确认”发布" in again and score_notices(sim.store) == 0
+    assert "第1名　碧水湾 1栋" in again and "金湖花园 1栋" not in again  # 3 points: below every median
+    # published from the dashboard meanwhile: the pending 确认 is refused, nothing goes out twice
+    scores.publish(sim.app, boss, MONTH)
+    assert "不能重复发布" in await say(sim, boss, "确认")
+    assert score_notices(sim.store) == 1
 
 
 # -- dashboard -------------------------------------------------------------------------------------
@@ -392,6 +604,9 @@ async def test_the_page_ranks_and_a_lead_sees_their_area(rig, client):
     first = html.index(f'id="b-{bid(rig.store, "碧水湾")}"')
     assert first < html.index(f'id="b-{bid(rig.store, "大龙一区")}"')
     assert 'id="publish"' in html and "支部互评" in html  # admin's page: publish, and the weights line
+    # the 发布 form asks the browser first (forms.js reads data-confirm; the CSP forbids inline handlers)
+    assert 'id="publish-form" data-confirm="确定发布2024年6月的流动小红旗榜吗？' in html
+    assert '<script src="/static/forms.js"></script>' in html
     assert 'id="peer-form"' not in html  # the unlinked admin account has no register entry to score as
     assert "中位数" in html  # the others' peer part is the median
     assert 'href="/static/scores.css"' in html

@@ -44,6 +44,14 @@ def evaluator(linli):
     return {"lead": lead, "others": [b["id"] for b in others], "staff": staff(store)}
 
 
+def _dismiss_noting(asked: list[str]):
+    """A dialog handler that answers 取消 (window.confirm returns false) and notes the question."""
+    async def handler(dialog):
+        asked.append(dialog.message)
+        await dialog.dismiss()
+    return handler
+
+
 async def _page(browser, name: str):
     viewport = VIEWPORTS[name]
     phone = viewport["width"] < 700
@@ -90,6 +98,14 @@ async def test_staff_see_everything_and_publish_from_a_phone(browser, linli, eva
             await check_layout(page, f"{name} scores (staff)", VIEWPORTS[name]["width"])
             await check_action(page, "#publish", f"{name} scores (staff)")
             if name == "phone-360":
+                # the browser asks first: dismissed, nothing is published
+                asked: list[str] = []
+                page.once("dialog", _dismiss_noting(asked))
+                await page.click("#publish")
+                await expect(page.locator("#publish")).to_be_visible()
+                assert asked and "确定发布2024年6月的流动小红旗榜" in asked[0]
+                assert linli.store.scalar("SELECT COUNT(*) FROM score_months WHERE month=?", (MONTH,)) == 0
+                page.once("dialog", lambda dialog: dialog.accept())
                 await page.click("#publish")
                 await page.wait_for_url(re.compile(r"saved=published"))
                 await expect(page.locator("#published-saved")).to_be_visible()

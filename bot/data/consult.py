@@ -151,6 +151,12 @@ def household_of(store: Store, household_id: int) -> dict | None:
                     "WHERE h.id=?", (household_id,))
 
 
+def owners_of(store: Store, household_id: int) -> list[dict]:
+    """The household's active owner residents (产权人), in register order."""
+    return store.q("SELECT * FROM residents WHERE household_id=? AND active=1 AND owner=1 ORDER BY id",
+                   (household_id,))
+
+
 def building_names(store: Store, building_ids: list[int]) -> dict[int, str]:
     """Building id -> 'compound building' (e.g. 大龙一区1栋)."""
     if not building_ids:

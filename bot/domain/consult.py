@@ -9,7 +9,8 @@ votes cast, in exact integer/Fraction arithmetic: `weight * den >= num * total`.
 
 Opening issues a carrier notice (bot.domain.alerts.issue, kind 通知) down the same relay as any
 notice; its direct messages' ack links lead to the household's vote page (bot/web/ack.py). Every
-door votes through `vote` (chat reply, the signed link, the dashboard) or `proxy_vote` (a lead's or
+door votes through `vote` (chat reply, the dashboard; the signed link via `link_vote`, which for an
+owners-only consultation records the household's owner the link holder picked) or `proxy_vote` (a lead's or
 steward's 代投, staff on the dashboard): one household, one current vote, the newest ballot counts,
 changes are appended and logged, nothing is written after closing. The timer (`next_due_at`,
 `run_due`) reminds silent households once and closes due consultations: the result is stored and
@@ -453,6 +454,15 @@ def current_choice(deps: Deps, cid: int, household_id: int) -> int | None:
     return b["choice"] if b else None
 
 
+def current_ballot(deps: Deps, cid: int, household_id: int) -> dict | None:
+    return consult_db.current_ballot(deps.store, cid, household_id)
+
+
+def owners(deps: Deps, household_id: int) -> list[dict]:
+    """The household's active owners (who may vote by the household's link when only owners vote)."""
+    return consult_db.owners_of(deps.store, household_id)
+
+
 def household(deps: Deps, household_id: int) -> dict | None:
     return consult_db.household_of(deps.store, household_id)
 
@@ -497,6 +507,25 @@ def vote(deps: Deps, cid: int, household_id: int, choice: int, *, channel: str, 
                      if c["secrecy"] == "names" else {}))
     return VoteOutcome(c, hh, choice, changed=before is not None, repeated=False,
                        previous=before["choice"] if before else None)
+
+
+def link_vote(deps: Deps, cid: int, household_id: int, choice: int, *,
+              resident_id: int | None = None) -> VoteOutcome:
+    """A vote through the household's signed link. When only owners vote, the link holder says which of
+    the household's active owners is voting (`resident_id`) and the ballot is theirs; refused when the
+    household has no active owner any more, or the id is not one of them."""
+    c = get(deps, cid)
+    if c["electorate"] != "owners":
+        return vote(deps, cid, household_id, choice, channel="link")
+    if not is_open(deps, c):
+        raise ConsultError("closed", id=cid, question=c["question"])
+    who = owners(deps, household_id)
+    if not who:
+        raise ConsultError("no_owner_left", id=cid)
+    chosen = next((r for r in who if r["id"] == resident_id), None)
+    if chosen is None:
+        raise ConsultError("pick_owner", id=cid)
+    return vote(deps, cid, household_id, choice, channel="link", resident=chosen)
 
 
 def proxy_vote(deps: Deps, cid: int, household_id: int, choice: int, *, actor: dict,

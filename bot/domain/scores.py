@@ -6,7 +6,9 @@ The parts (keys of config [scores] weights, which sum to 100 points), each norma
   ack_share  share of the households the month's real warnings targeted that answered
              (coverage_counts; drills, notices and lifts do not count)
   ack_speed  median minutes from such a warning to each household's first answer:
-             1 - median / speed_cap_min, never below 0 (0 min: full points; speed_cap_min or later: none)
+             1 - median / speed_cap_min, never below 0 (0 min: full points; speed_cap_min or later: none);
+             a building the warnings targeted where no household answered at all scores 0 (it was
+             reached: its silence is not a gap to fill with the median)
   requests   residents' requests (not wishes) filed in the month, per active household,
              divided by the highest building's figure (reporting is taking part)
   resolved   share of the month's requests resolved (so far)
@@ -176,6 +178,8 @@ def compute(store, settings: Settings, month: str) -> dict:
             minutes = statistics.median(delays[bid]) / 60
             raw["ack_speed"][bid] = {"value": max(0.0, 1 - minutes / cap), "minutes": round(minutes, 1),
                                      "answers": len(delays[bid])}
+        elif c and c["targeted"]:  # warned, and nobody answered: as slow as can be, not a gap
+            raw["ack_speed"][bid] = {"value": 0.0, "minutes": None, "answers": 0}
         r = reqs.get(bid)
         reported = r["reported"] if r else 0
         raw["requests"][bid] = {"value": reported / hh if hh else 0.0, "reported": reported}
@@ -252,7 +256,11 @@ def month_scores(deps, month: str, within=None) -> Board:
     else:
         data, published = compute(store, settings, month), None
     rows = data["rows"]
-    shown = rows if within is None else [r for r in rows if r["building_id"] in set(within)]
+    if within is None:
+        shown = rows
+    else:
+        allowed = set(within)
+        shown = [r for r in rows if r["building_id"] in allowed]
     return Board(month=month, rows=shown, weights=data["weights"], left_out=data["left_out"],
                  published=published, total_buildings=len(rows))
 
@@ -393,34 +401,55 @@ def notice_text(board: Board, top_n: int, community: str = "") -> str:
                         community=community)
 
 
-def publish(deps, actor: dict, month: str | None = None) -> dict:
-    """Staff publish a month: the top N (config top_n) go down the chain as a 通知 to the whole
-    community, and the ranking is frozen with the notice's id. Twice: ScoreError('already_published').
-    Returns {month, alert_id, top}."""
+def _prepare(deps, actor: dict, month: str | None) -> dict:
+    """What publishing `month` would send now (inside the caller's transaction when publishing):
+    {month, data, board, top, text, scope}, or the ScoreError that refuses it."""
     store, settings, now = deps.store, deps.settings, deps.clock.now()
     tz = settings.timezone
     if "staff" not in roles_of(actor):
         raise ScoreError("staff_only")
     month = check_month(month) if month else current_month(now, tz)
     _not_future(month, now, tz)
+    done = scores_db.published(store, month)
+    if done is not None:
+        raise ScoreError("already_published", month=month_zh(month),
+                         at=local(done["published_at"], tz).strftime("%m-%d %H:%M"))
+    data = compute(store, settings, month)
+    if not data["weights"] or not data["rows"]:
+        raise ScoreError("no_data", month=month_zh(month))
+    board = Board(month=month, rows=data["rows"], weights=data["weights"], left_out=data["left_out"])
+    top_n = max(1, int(settings.scores.top_n))
+    scope = _community_scope(store, actor)
+    text = notice_text(board, top_n, org.community_name(store, scope[0] if scope else None))
+    return {"month": month, "data": data, "board": board, "top": board.rows[:top_n], "text": text, "scope": scope}
+
+
+def preview(deps, actor: dict, month: str | None = None) -> dict:
+    """What `publish` would send, without sending it (chat's 发布红旗榜 shows this and waits for
+    确认): {month, text (the notice exactly as it would go out), top, left_out}. Refused as publish
+    would be (staff only, a future month, already published, no data)."""
+    p = _prepare(deps, actor, month)
+    return {"month": p["month"], "text": p["text"], "top": p["top"], "left_out": p["data"]["left_out"]}
+
+
+def publish(deps, actor: dict, month: str | None = None, *, expected_text: str | None = None) -> dict:
+    """Staff publish a month: the top N (config top_n) go down the chain as a 通知 to the whole
+    community, and the ranking is frozen with the notice's id. Twice: ScoreError('already_published').
+    `expected_text`: the notice a preview showed; when today's figures would send another text
+    (a rating or a peer score came in meanwhile), ScoreError('changed') and nothing is sent.
+    Returns {month, alert_id, top}."""
+    store, now = deps.store, deps.clock.now()
     with store.transaction():
-        done = scores_db.published(store, month)
-        if done is not None:
-            raise ScoreError("already_published", month=month_zh(month),
-                             at=local(done["published_at"], tz).strftime("%m-%d %H:%M"))
-        data = compute(store, settings, month)
-        if not data["weights"] or not data["rows"]:
-            raise ScoreError("no_data", month=month_zh(month))
-        board = Board(month=month, rows=data["rows"], weights=data["weights"], left_out=data["left_out"])
-        top_n = max(1, int(settings.scores.top_n))
-        scope = _community_scope(store, actor)
-        text = notice_text(board, top_n, org.community_name(store, scope[0] if scope else None))
-        alert_id = alerts.issue(deps, alerts.Draft(type=alerts.NOTICE, colour="blue", text=text, scope=scope,
+        p = _prepare(deps, actor, month)
+        if expected_text is not None and p["text"] != expected_text:
+            raise ScoreError("changed", month=month_zh(p["month"]))
+        month, top = p["month"], p["top"]
+        alert_id = alerts.issue(deps, alerts.Draft(type=alerts.NOTICE, colour="blue", text=p["text"], scope=p["scope"],
                                                    issuer_id=actor.get("id")))
-        scores_db.publish(store, month, data, now, actor.get("id"), alert_id)
+        scores_db.publish(store, month, p["data"], now, actor.get("id"), alert_id)
         store.log(now, "scores.publish", "alert", alert_id, actor.get("id"), month=month,
-                  top=[r["building_id"] for r in board.rows[:top_n]])
-    return {"month": month, "alert_id": alert_id, "top": board.rows[:top_n]}
+                  top=[r["building_id"] for r in top])
+    return {"month": month, "alert_id": alert_id, "top": top}
 
 
 def _community_scope(store, actor: dict) -> list[int]:

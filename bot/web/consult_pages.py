@@ -3,11 +3,14 @@
 /consultations            the list (a lead: those with voters in their area)
 /consultations/new        the form (staff, and grid / compound leads within their area)
 /consultations/{id}       the live tally per building (turnout; choices when the consultation is 记名),
-                          the households, a proxy vote form, close early (staff); refreshes itself
+                          the households, a proxy vote form, close early (staff); while open,
+                          static/consult.js swaps in the live parts every POLL_S seconds
+/consultations/{id}/tally the live parts alone (an HTML fragment, same login, area and secrecy)
 /consultations/{id}.csv|xlsx   the filing: household, vote (only 已投 when 不记名), how, when
 /vote/{token}             public: a household's signed link (its own namespace, never an ack token);
-                          the question, the household's current choice, buttons; after closing the
-                          result and HTTP 410
+                          the question, the household's current choice, buttons (owners only: the
+                          voter picks which registered owner of the household votes, names masked);
+                          after closing the result and HTTP 410
 
 Every act is a bot.domain.consult function (the same ones chat calls). No SQL here.
 """
@@ -26,7 +29,7 @@ from bot.web.composer import scope_tree
 from bot.web.render import app_of, page, render
 
 THRESHOLDS = {"1/2": (1, 2), "2/3": (2, 3), "3/4": (3, 4), "0/1": (0, 1)}
-REFRESH_S = 20
+POLL_S = 5.0  # how often an open consultation's page fetches its live parts (tests lower it)
 
 
 def add_routes(wa: web.Application) -> None:
@@ -34,6 +37,7 @@ def add_routes(wa: web.Application) -> None:
     wa.router.add_get("/consultations/new", new_page)
     wa.router.add_post("/consultations/new", new_post)
     wa.router.add_get(r"/consultations/{id:\d+}", detail_page)
+    wa.router.add_get(r"/consultations/{id:\d+}/tally", tally_fragment)
     wa.router.add_get(r"/consultations/{id:\d+}.{fmt:csv|xlsx}", export)
     wa.router.add_post(r"/consultations/{id:\d+}/proxy", proxy_post)
     wa.router.add_post(r"/consultations/{id:\d+}/close", close_post)
@@ -134,23 +138,36 @@ def how_code(row: dict) -> str:
     return row["channel"]
 
 
-async def detail_page(request: web.Request) -> web.Response:
-    app = app_of(request)
-    user = await auth.require(request, app)
-    c, rows = _visible(app, user, int(request.match_info["id"]))
+def _live_parts(app, user, c: dict, rows: list[dict]) -> dict:
+    """What the page and its fragment show of the tally, cut to the viewer's area and secrecy."""
     t = consult.tally(app, c["id"])
     buildings = [b for b in t["buildings"] if user.scope is None or b["id"] in user.scope]
     rows = sorted(rows, key=lambda r: (natural_key(r["compound"] or ""), natural_key(r["building"]),
                                        natural_key(r["label"])))
     for r in rows:
         r["how"] = how_code(r)
-    proxyable = [r for r in rows if consult.may_proxy(app.store, user.person, {"building_id": r["building_id"],
-                                                                                 "steward_id": None})]
-    return render(request, user, "consult.html", c=c, t=t, buildings=buildings, rows=rows,
-                  is_open=consult.is_open(app, c), proxyable=proxyable, names=shows_choices(user, c),
-                  refresh=REFRESH_S if consult.is_open(app, c) else None,
+    return dict(c=c, t=t, buildings=buildings, rows=rows, is_open=consult.is_open(app, c),
+                names=shows_choices(user, c))
+
+
+async def detail_page(request: web.Request) -> web.Response:
+    app = app_of(request)
+    user = await auth.require(request, app)
+    c, rows = _visible(app, user, int(request.match_info["id"]))
+    live = _live_parts(app, user, c, rows)
+    proxyable = [r for r in live["rows"] if consult.may_proxy(app.store, user.person,
+                                                              {"building_id": r["building_id"], "steward_id": None})]
+    return render(request, user, "consult.html", proxyable=proxyable, poll_ms=int(POLL_S * 1000),
                   closes=consult.at_parts(app, c["closes_at"]), saved=request.query.get("saved", ""),
-                  error=request.query.get("error", ""))
+                  error=request.query.get("error", ""), **live)
+
+
+async def tally_fragment(request: web.Request) -> web.Response:
+    """GET /consultations/{id}/tally: the page's live parts (consult.js swaps them in by id)."""
+    app = app_of(request)
+    user = await auth.require(request, app)
+    c, rows = _visible(app, user, int(request.match_info["id"]))
+    return render(request, user, "consult_tally.html", fragment=True, **_live_parts(app, user, c, rows))
 
 
 async def proxy_post(request: web.Request) -> web.Response:
@@ -210,6 +227,16 @@ async def export(request: web.Request) -> web.Response:
 
 
 # -- the residents' vote page -------------------------------------------------------------------------------
+def masked(name: str) -> str:
+    """A name as the public vote page shows it: 张*三, 李*, 欧**锋 (first and last character kept)."""
+    name = (name or "").strip()
+    if len(name) <= 1:
+        return name or "*"
+    if len(name) == 2:
+        return name[0] + "*"
+    return name[0] + "*" * (len(name) - 2) + name[-1]
+
+
 async def vote_page(request: web.Request) -> web.Response:
     app = app_of(request)
     parsed = consult.read_vote_token(app, request.match_info["token"])
@@ -225,17 +252,29 @@ async def vote_page(request: web.Request) -> web.Response:
     common = dict(c=c, household=voter["label"], closes=consult.at_parts(app, c["closes_at"]))
     if not consult.is_open(app, c):
         return page("vote.html", status=410, state="closed", result=c["result"], **common)
-    error, out = "", None
+    owners = None
+    if c["electorate"] == "owners":  # the link is the household's: say which owner is voting
+        owners = [{"id": r["id"], "name": masked(r["name"])} for r in consult.owners(app, voter["id"])]
+        if not owners:
+            return page("vote.html", status=403, state="refused", result=None,
+                        message=ConsultError("no_owner_left", id=c["id"]).text(), **common)
+    out = None
     if request.method == "POST":
         posted = await request.post()
-        choice = str(posted.get("choice", ""))
-        if not (choice.isascii() and choice.isdigit()):
+        choice, rid = str(posted.get("choice", "")), str(posted.get("resident", ""))
+        if not (choice.isascii() and choice.isdigit()) or (rid and not (rid.isascii() and rid.isdigit())):
             return page("vote.html", status=400, state="invalid")
         try:
-            out = consult.vote(app, c["id"], voter["id"], int(choice), channel="link")
+            out = consult.link_vote(app, c["id"], voter["id"], int(choice), resident_id=int(rid) if rid else None)
         except ConsultError as e:
             status = 410 if e.code == "closed" else 400
             return page("vote.html", status=status, state="closed" if e.code == "closed" else "refused",
                         message=e.text(), result=None, **common)
-    current = consult.current_choice(app, c["id"], voter["id"])
-    return page("vote.html", state="ask", current=current, out=out, error=error, **common)
+    ballot = consult.current_ballot(app, c["id"], voter["id"])
+    current = ballot["choice"] if ballot else None
+    picked = ballot["resident_id"] if ballot else None
+    if owners is not None and len(owners) == 1:
+        picked = owners[0]["id"]
+    voted_by = next((o["name"] for o in owners or [] if ballot and o["id"] == ballot["resident_id"]), "")
+    return page("vote.html", state="ask", current=current, out=out, error="", owners=owners, picked=picked,
+                voted_by=voted_by, **common)
