@@ -45,14 +45,17 @@ async def test_a_consultation_notice_says_how_to_vote_and_its_link_is_for_voting
     assert "回复“1”" not in group and "回复“1”" not in direct
     assert "点击投票：http://x/ack/t" in direct and "点击确认" not in direct
     # an ordinary notice keeps its "收到请回复" line
-    other = dict(carrier, id=None)
+    other = dict(carrier, carries="")
     assert "收到请" in render(sim.store, other, settings=sim.settings)
-    # leads asked to forward it are asked about a notice, not a warning
-    await sim.app.settle()
-    asks = sim.store.q("SELECT payload FROM sends WHERE alert_id=? AND purpose='ask'", (carrier["id"],))
+    # what the relay actually wrote when it planned the sends (before the consultation pointed back
+    # at its notice): leads are asked about a notice, and nothing says "reply 1"
+    sent = sim.store.q("SELECT purpose, payload FROM sends WHERE alert_id=?", (carrier["id"],))
+    asks = [r for r in sent if r["purpose"] == "ask"]
     assert asks, "the Dalong-shaped register has personal building groups whose leads are asked"
     assert sum("这条通知" in a["payload"] for a in asks) == len(asks)
     assert sum("这条预警" in a["payload"] for a in asks) == 0
+    assert [r["purpose"] for r in sent if "回复“1”" in r["payload"] or "点击确认" in r["payload"]] == []
+    assert sum(f"议事{cid}" in r["payload"] for r in sent) == len(sent)
 
 
 def _args(**kw) -> argparse.Namespace:

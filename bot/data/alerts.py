@@ -22,16 +22,16 @@ def scope_buildings(store: Store, alert_id: int) -> list[int]:
 def create(store: Store, *, type: str, colour: str, action: str, text: str, scope: list[int], poll: bool,
            issuer_id: int | None, supersedes_id: int | None, created_at: float, expires_at: float,
            buildings: list[int], kind: str = "warning", status: str = "actual",
-           audience: list[str] | None = None) -> int:
+           audience: list[str] | None = None, carries: str = "") -> int:
     """Insert the alert, its scope and coverage denominators (inside the caller's transaction).
     `audience` (vulnerable categories, ["*"] for all) limits it to vulnerable households."""
     conn = store.conn
     audience_col = json.dumps(audience, ensure_ascii=False) if audience else ""
     alert_id = conn.execute(
         "INSERT INTO alerts (type, colour, action, text, scope, poll, issuer_id, supersedes_id,"
-        " created_at, expires_at, kind, status, audience) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " created_at, expires_at, kind, status, audience, carries) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (type, colour, action, text, json.dumps(scope), int(poll), issuer_id, supersedes_id,
-         created_at, expires_at, kind, status, audience_col)).lastrowid
+         created_at, expires_at, kind, status, audience_col, carries)).lastrowid
     conn.executemany("INSERT INTO alert_scope (alert_id, building_id) VALUES (?,?)",
                      [(alert_id, b) for b in buildings])
     if audience:

@@ -44,6 +44,7 @@ class Draft:
     supersedes_id: int | None = None
     status: str = "actual"  # 'exercise': a drill
     audience: list[str] | None = None  # vulnerable households only: categories, or ["*"] for all
+    carries: str = ""  # 'consultation': a notice carrying a 议事 (worded with how to vote, no "reply 1")
 
     @property
     def kind(self) -> str:
@@ -137,7 +138,8 @@ def issue(deps: Deps, draft: Draft) -> int:
             store, type=draft.type, colour=draft.colour, action=draft.action, text=draft.text,
             scope=draft.scope, poll=draft.is_poll and draft.action != "lift", issuer_id=draft.issuer_id,
             supersedes_id=draft.supersedes_id, created_at=now, expires_at=now + expires_h * 3600,
-            buildings=buildings, kind=draft.kind, status=draft.status, audience=draft.audience)
+            buildings=buildings, kind=draft.kind, status=draft.status, audience=draft.audience,
+            carries=draft.carries if draft.kind == "notice" else "")
         if draft.action == "lift":  # nothing to remind, follow up or sum up after a lift
             alerts_db.mark_stages_done(store, alert_id, now)
         elif draft.kind == "notice":  # a notice is not chased: no reminders, no follow-ups

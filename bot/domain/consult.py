@@ -363,7 +363,8 @@ def open(deps: Deps, draft: ConsultDraft, person: dict | None = None) -> int:
         hours = max((draft.closes_at - now) / 3600, 0.01)
         try:
             alert_id = alerts.issue(deps, Draft(type=alerts.NOTICE, colour="blue", text=carrier_text(deps, draft, cid),
-                                                scope=draft.scope, issuer_id=draft.opened_by, expires_h=hours))
+                                                scope=draft.scope, issuer_id=draft.opened_by, expires_h=hours,
+                                                carries="consultation"))
         except AlertError as e:
             raise ConsultError("alert", why=e.code) from e
         consult_db.set_alert(store, cid, "alert_id", alert_id)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from bot.core import texts
 from bot.core.config import Settings
 from bot.data import alerts as alerts_db
-from bot.data import consult as consult_db
 from bot.data import org
 from bot.data.store import Store
 
@@ -44,8 +43,7 @@ def render_context(store: Store, alert: dict, settings: Settings | None = None) 
                 action=alert["action"], text=alert["text"], poll=bool(alert["poll"]),
                 change_zh=change_zh or "更新",
                 # a consultation's notice (议事) says how to vote itself: no "reply 1 if received"
-                consultation=bool(alert.get("kind") == "notice" and alert.get("id")
-                                  and consult_db.by_alert(store, alert["id"])),
+                consultation=alert.get("carries") == "consultation",
                 reply_via=reply_channels(settings) if settings is not None else ["oa"])
 
 

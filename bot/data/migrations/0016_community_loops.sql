@@ -46,6 +46,10 @@ CREATE TABLE consultation_voters (
 ) WITHOUT ROWID;
 CREATE INDEX consultation_voters_building ON consultation_voters(consultation_id, building_id);
 
+-- a notice that carries a consultation says how to vote instead of "reply 1 if received": the relay
+-- words it from this when it plans the sends (before the consultation row points back at it)
+ALTER TABLE alerts ADD COLUMN carries TEXT NOT NULL DEFAULT '';
+
 -- every vote cast, changes included: the newest row of a household counts
 CREATE TABLE ballots (
     id INTEGER PRIMARY KEY,
