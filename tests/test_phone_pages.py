@@ -64,6 +64,11 @@ def pages(w) -> list[tuple[str, str | None, str]]:
         ("compose", "/alerts/new", "#preview"),
         ("preview", None, "#confirm"),
         ("undelivered", "/undelivered", ".retry >> nth=0"),
+        # the community's own loops (their own browser tests go deeper)
+        ("consultations", "/consultations", "#new-consultation"),
+        ("claims", "/claims", "#wish-submit"),
+        ("volunteers", "/volunteers", "#volunteers-xlsx"),
+        ("scores", "/scores", "#publish"),
     ]
 
 
