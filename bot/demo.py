@@ -132,6 +132,15 @@ def story_lines(events: list[dict], start: float, named: int = NAMED) -> list[st
     elif asked:
         say(asked[0]["at"], "hops", n=len(asked), places=[e["place"] or "?" for e in asked[:named]],
             backup=sum(e["data"]["level"] == 1 for e in asked), grid=sum(e["data"]["level"] >= 2 for e in asked))
+    # stewards (党员中心户): asked at issue to pass it on to their households; those who did not in
+    # time had their households messaged directly
+    stewards = [e for e in by_kind["hop.asked"] if e["data"].get("steward")]
+    if stewards:
+        say(stewards[0]["at"], "stewards", n=len(stewards))
+    late = [e for e in by_kind["hop.escalated"] if e["data"].get("steward")]
+    if late:
+        say(late[0]["at"], "stewards_direct", n=len(late))
+    by_kind["hop.escalated"] = [e for e in by_kind["hop.escalated"] if not e["data"].get("steward")]
     for kind, word in (("hop.escalated", "direct"), ("hop.failed", "failed")):
         if by_kind[kind]:
             evs = by_kind[kind]
@@ -252,7 +261,9 @@ async def run_demo(settings: Settings, *, speed: float = 30.0, exit_at_end: bool
             settings.escalation, default_expiry_h=DEMO_EXPIRY_H,
             remind_after_min={c: DEMO_REMIND_MIN for c in settings.escalation.remind_after_min},
             followup_after_min={c: DEMO_FOLLOWUP_MIN for c in settings.escalation.followup_after_min}),
-        dashboard=dataclasses.replace(settings.dashboard, password=settings.dashboard.password or DEMO_PASSWORD))
+        dashboard=dataclasses.replace(settings.dashboard, password=settings.dashboard.password or DEMO_PASSWORD),
+        # the household level: Dalong's register names a 党员中心户 for about every ten households
+        relay=dataclasses.replace(settings.relay, stewards=True))
     clock = StoryClock(speed)
     store = Store(db)
     counts = load_demo_register(store, clock.now())

@@ -69,6 +69,17 @@ def test_a_few_silent_leads_are_named_and_many_are_counted():
     assert direct == ["[+ 10.0 分钟] 1 个群无人转发，已改为逐户直接发给住户：1号楼"]
 
 
+def test_stewards_asked_at_issue_and_those_late_are_one_line_each():
+    def steward(i, kind="hop.asked"):
+        e = _hop(i, 0 if kind == "hop.asked" else 3, kind)
+        e["data"]["steward"] = True
+        return e
+    lines = story_lines([steward(1), steward(2), steward(3), steward(1, "hop.escalated"), _hop(9, 3, "hop.escalated")], T)
+    assert lines == ["[+ 10.0 分钟] 已请 3 位党员中心户把预警转告各自联系的住户（每人约十户，没有微信的打电话或上门）",
+                     "[+ 10.0 分钟] 1 位党员中心户没有按时转告，已改为逐户直接发给他们联系的住户",
+                     "[+ 10.2 分钟] 1 个群无人转发，已改为逐户直接发给住户：9号楼"]
+
+
 def test_the_first_hops_at_issue_are_not_news_and_no_events_say_nothing():
     assert story_lines([_hop(1, 0)], T) == []
     assert story_lines([], T) == []

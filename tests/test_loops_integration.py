@@ -139,3 +139,23 @@ async def test_a_lift_consultation_of_one_unit_counts_only_that_unit(tmp_path):
                                            opened_by=staff(store)["id"], unit="9单元"))
     assert e.value.code == "unknown_unit" and unit in e.value.text()
     await close_sim(sim)
+
+
+async def test_the_worlds_stewards_confirm_for_neighbours_from_their_silent_list(tmp_path):
+    """The local world's stewards read their list of silent households the way a person would and
+    confirm for neighbours without WeChat; the list's wording names who lives in each household, so
+    this breaks if the message and the world stop understanding each other."""
+    from sim_rig import run_until
+
+    from bot.domain import alerts
+
+    sim = await make_sim(tmp_path, households=200, seed=11, relay={"stewards": True})
+    try:
+        alerts.issue(sim.app, alerts.Draft(type="暴雨", colour="yellow", issuer_id=staff(sim.store)["id"]))
+        await run_until(sim.app, sim.world, sim.clock.now() + 40 * 60)
+        stewards = set(sim.world.register.stewards())
+        by_stewards = [p for p in sim.world.people.truth["proxy"] if p[0] in stewards]
+        lists = sim.store.q("SELECT payload FROM sends WHERE purpose='leadlist' AND payload LIKE '%您联系的住户%'")
+        assert lists and by_stewards
+    finally:
+        await close_sim(sim)

@@ -416,7 +416,9 @@ class People:
             self.truth["visits"].append((who, a.data["room"], self.clock.now()))
             await self._say(channel, who, f"已上门 {a.data['room']} 平安")
         elif a.kind == "proxy":
-            for label in a.data["households"].split("、"):
+            # "1栋1单元101（张三、李四）、1栋1单元102": a steward's list names who lives there
+            for item in re.split(r"、(?![^（]*）)", a.data["households"]):
+                label = re.sub(r"（[^）]*）$", "", item)
                 living = self.households.get(label, [])
                 no_phone = living and not any(p.uid for p in living)
                 if no_phone and self._rng(who, f"proxy:{label}").random() < 0.5:
