@@ -159,3 +159,17 @@ async def test_the_worlds_stewards_confirm_for_neighbours_from_their_silent_list
         assert lists and by_stewards
     finally:
         await close_sim(sim)
+
+
+async def test_the_worlds_leads_forward_a_consultation_notice_as_they_forward_a_warning(sim):
+    """Leads are asked to forward "这条通知" for a notice: the local world's leads read that too."""
+    from sim_rig import run_until
+
+    b = sim.store.q1("SELECT n.id FROM nodes n JOIN chat_groups g ON g.node_id=n.id AND g.kind='personal' "
+                     "WHERE n.kind='building' ORDER BY n.id LIMIT 1")
+    cid = open_consultation(sim, b["id"])
+    alert_id = consult.get(sim.app, cid)["alert_id"]
+    await run_until(sim.app, sim.world, sim.clock.now() + 10 * 60)
+    states = [h["state"] for h in sim.store.q("SELECT state FROM hops WHERE alert_id=? AND group_id IS NOT NULL",
+                                               (alert_id,))]
+    assert states and "forwarded" in states

@@ -45,9 +45,9 @@ from bot.world.register_file import Person, RegisterFile
 log = logging.getLogger("linli.world.people")
 
 ALERT_RE = re.compile(r"【(?P<community>[^】]+)】(?P<what>\S+?预警)")
-ASK_RE = re.compile(r"(?:请把下面这条预警转发到|请确认发送到)「(?P<group>[^」]+)」")
+ASK_RE = re.compile(r"(?:请把下面这条(?:预警|通知)转发到|请确认发送到)「(?P<group>[^」]+)」")
 FOLLOWUP_RE = re.compile(r"【一对一跟进 #(?P<id>\d+)】[\s\S]*?住址：(?P<room>\S+)")
-STEWARD_ASK_RE = re.compile(r"请把下面这条预警转告您联系的 \d+ 户邻居")
+STEWARD_ASK_RE = re.compile(r"请把下面这条(?:预警|通知)转告您联系的 \d+ 户邻居")
 LEADLIST_RE = re.compile(r"还有 \d+ 户没有确认收到：\n(?P<list>.+)\n")
 ACK_REPLIES = ("1", "收到", "好的", "收到，谢谢", "1", "已阅", "👍", "收到！")
 REQUESTS = ("地下车库进水了", "3号楼楼道灯坏了", "楼下的树被风吹歪了，有点危险", "小区门口积水很深",
