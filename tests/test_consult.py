@@ -233,7 +233,9 @@ async def test_the_timer_reminds_silent_households_once_then_closes_and_publishe
     voted_people = {r["id"] for r in store.q("SELECT id FROM residents WHERE household_id=?", (voted["id"],))}
     assert reminders
     for r in reminders:  # each carries the vote link of the reminded person's own household
-        token = json.loads(r["payload"])["text"].split("/vote/")[1].split()[0]
+        payload = json.loads(r["payload"])
+        token = payload["text"].split("/vote/")[1].split()[0]
+        assert payload["url"].endswith(f"/vote/{token}")  # an OA service notice opens it too
         person = store.q1("SELECT household_id FROM residents WHERE id=?", (int(r["key"].rsplit(":", 1)[1]),))
         assert consult.read_vote_token(sim.app, token) == (cid, person["household_id"])
     assert not any(r["key"].endswith(f":{p}") for r in reminders for p in voted_people)

@@ -740,10 +740,12 @@ def remind(deps: Deps, cid: int) -> int:
         target = deps.reach.person(p)
         if target is None:
             continue
+        link = vote_url(deps, cid, p["household_id"])
         text = texts.render("messages/consult/reminder.j2", c=c, options=c["options"],
-                            closes=at_parts(deps, c["closes_at"]), link=vote_url(deps, cid, p["household_id"]))
+                            closes=at_parts(deps, c["closes_at"]), link=link)
+        # the url rides along: an OA service notice (the fallback past the 48 h window) opens it
         rows.append(dict(key=f"consult:{cid}:remind:{p['id']}", channel=target[0], target=target[1],
-                         payload={"text": text}, purpose="consult_remind"))
+                         payload={"text": text, "url": link}, purpose="consult_remind"))
     with store.transaction():
         if not consult_db.mark_reminded(store, cid, now):
             return 0
