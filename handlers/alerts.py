@@ -18,6 +18,7 @@ from bot.data import relay as relay_db
 from bot.domain import alerts as alerts_mod
 from bot.domain import areas, escalation
 from bot.domain.alerts import AlertError, Draft
+from handlers.pending import pending, user_key
 
 router = Router("alerts")
 staff = has_role("staff")
@@ -45,18 +46,13 @@ def _options(rest: str) -> tuple[list[str], list[str] | None, str]:
         rest = rest[m.end():].strip()
 
 
-def _user_key(msg: Inbound) -> str:
-    return f"{msg.channel}:{msg.user_id}"
-
 
 def _remember(ctx: Ctx, data: dict) -> None:
-    conversations.remember(ctx.store, _user_key(ctx.msg), "confirm_alert", data,
+    conversations.remember(ctx.store, user_key(ctx.msg), "confirm_alert", data,
                            ctx.app.clock.now() + CONFIRM_TTL_S)
 
 
-def _pending(ctx: Ctx, msg: Inbound) -> bool | dict:
-    data = conversations.pending(ctx.store, _user_key(msg), "confirm_alert", ctx.app.clock.now())
-    return {"pending": data} if data is not None else False
+_pending = pending("confirm_alert")  # only this concern's own preview
 
 
 async def _preview(ctx: Ctx, data: dict) -> None:
@@ -119,7 +115,7 @@ async def follow_command(ctx: Ctx, msg: Inbound) -> None:
 @router.text(staff, text_equals("确认", "确认发布", "发布"), _pending)
 async def confirm(ctx: Ctx, msg: Inbound) -> None:
     data = ctx.match["pending"]
-    conversations.forget(ctx.store, _user_key(msg))
+    conversations.forget(ctx.store, user_key(msg))
     try:
         if data["action"] == "issue":
             alert_id = alerts_mod.issue(ctx.app, Draft(type=data["type"], colour=data["colour"], text=data["text"],
@@ -139,7 +135,7 @@ async def confirm(ctx: Ctx, msg: Inbound) -> None:
 
 @router.text(staff, text_equals("取消"), _pending)
 async def cancel(ctx: Ctx, msg: Inbound) -> None:
-    conversations.forget(ctx.store, _user_key(msg))
+    conversations.forget(ctx.store, user_key(msg))
     await ctx.reply("messages/alert_cancelled.j2")
 
 

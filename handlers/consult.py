@@ -27,15 +27,13 @@ from bot.core.models import Inbound
 from bot.data import conversations
 from bot.domain import consult
 from bot.domain.consult import ConsultError
+from handlers.pending import pending, user_key
 
 router = Router("consult")
 CONFIRM_TTL_S = 600
 STATE = "confirm_consult"
 _NUMBERED = re.compile(r"^(?:议事|定事)\s*#?(?P<id>\d{1,9})(?![\d栋幢号单])\s*[:：,，]?\s*(?P<rest>.*)$", re.S)
 
-
-def _user_key(msg: Inbound) -> str:
-    return f"{msg.channel}:{msg.user_id}"
 
 
 def _field_pattern() -> re.Pattern:
@@ -71,9 +69,7 @@ def _is_open_command(ctx: Ctx, msg: Inbound) -> bool | dict:
     return {"parts": parts} if parts is not None else False
 
 
-def _pending(ctx: Ctx, msg: Inbound) -> bool | dict:
-    data = conversations.pending(ctx.store, _user_key(msg), STATE, ctx.app.clock.now())
-    return {"pending": data} if data is not None else False
+_pending = pending(STATE)  # only this concern's own preview
 
 
 async def _refuse(ctx: Ctx, e: ConsultError) -> None:
@@ -94,7 +90,7 @@ async def open_command(ctx: Ctx, msg: Inbound) -> None:
     except ConsultError as e:
         await _refuse(ctx, e)
         return
-    conversations.remember(ctx.store, _user_key(msg), STATE, consult.draft_as_dict(draft),
+    conversations.remember(ctx.store, user_key(msg), STATE, consult.draft_as_dict(draft),
                            ctx.app.clock.now() + CONFIRM_TTL_S)
     await ctx.reply("messages/consult/preview.j2", text=shown["text"], households=shown["households"],
                     buildings=shown["buildings"], scope_words=scope_words, basis=draft.basis, total=shown["total"])
@@ -103,7 +99,7 @@ async def open_command(ctx: Ctx, msg: Inbound) -> None:
 @router.text(known_resident, command("commands.confirm", r"^{words}$"), _pending)
 async def confirm(ctx: Ctx, msg: Inbound) -> None:
     draft = consult.draft_of_dict(ctx.match["pending"])
-    conversations.forget(ctx.store, _user_key(msg))
+    conversations.forget(ctx.store, user_key(msg))
     try:
         cid = consult.open(ctx.app, draft, ctx.resident)
     except ConsultError as e:
@@ -116,7 +112,7 @@ async def confirm(ctx: Ctx, msg: Inbound) -> None:
 
 @router.text(known_resident, command("commands.cancel", r"^{words}$"), _pending)
 async def drop(ctx: Ctx, msg: Inbound) -> None:
-    conversations.forget(ctx.store, _user_key(msg))
+    conversations.forget(ctx.store, user_key(msg))
     await ctx.reply("messages/consult/dropped.j2")
 
 

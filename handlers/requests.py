@@ -17,6 +17,7 @@ from bot.core.filters import known_resident, msg_type_is, text_regex
 from bot.core.models import Inbound
 from bot.domain import requests
 from bot.domain.requests.rules import is_pleasantry, is_unclear, is_yes, parse_score
+from handlers.pending import user_key
 
 router = Router("requests")
 
@@ -33,7 +34,7 @@ def _private(ctx: Ctx, msg: Inbound) -> bool:
 
 def _not_pleasantry(ctx: Ctx, msg: Inbound) -> bool:
     """Politeness is left to the fallback, unless it answers our question ("好的" = yes)."""
-    return not is_pleasantry(msg.text) or requests.clarification_open(ctx.app, _user_key(msg))
+    return not is_pleasantry(msg.text) or requests.clarification_open(ctx.app, user_key(msg))
 
 
 def _has_media(ctx: Ctx, msg: Inbound) -> bool:
@@ -141,7 +142,7 @@ async def attach_media(ctx: Ctx, msg: Inbound) -> None:
     """A photo or voice note joins the sender's request of the last minutes, or files a new one
     (with the pending clarification's text, or the platform's speech recognition, if any)."""
     meta = _media_meta(msg)
-    pending = requests.take_clarification(ctx.app, _user_key(msg))
+    pending = requests.take_clarification(ctx.app, user_key(msg))
     text = (pending.text if pending and not is_unclear(pending.text) else None) \
         or meta.get("Recognition")
     requests.add_media(ctx.app, resident=ctx.resident, kind=msg.msg_type, media_id=msg.media_id,
@@ -154,7 +155,7 @@ async def file_or_clarify(ctx: Ctx, msg: Inbound) -> None:
     real answer completes the filing; a message we cannot place gets ONE question (file this?),
     and a yes files it. Chit-chat, and a lead's words without "报事", get a short help reply
     and no ticket."""
-    key = _user_key(msg)
+    key = user_key(msg)
     pending = requests.take_clarification(ctx.app, key)
     if pending is not None and pending.ask == "confirm" and is_yes(msg.text):
         await _file(ctx, msg, pending.text)
@@ -179,9 +180,6 @@ async def _file(ctx: Ctx, msg: Inbound, text: str) -> None:
     requests.file_request(ctx.app, resident=ctx.resident, text=text, key=msg.dedupe_key,
                           reply_via=_reply_via(msg))
 
-
-def _user_key(msg: Inbound) -> str:
-    return f"{msg.channel}:{msg.user_id}"
 
 
 def _media_meta(msg: Inbound) -> dict:

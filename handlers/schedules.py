@@ -22,6 +22,7 @@ from bot.domain import alerts as alerts_mod
 from bot.domain import schedules
 from bot.domain.alerts import AlertError
 from bot.domain.schedules import Job, ScheduleError, When
+from handlers.pending import pending, user_key
 
 router = Router("schedules")
 staff = has_role("staff")
@@ -36,9 +37,6 @@ _WARNING = re.compile(r"^(?P<colour>[^\s色]{1,2}色|[蓝黄橙红]|blue|yellow|
 _FIELDS = {"时间": "when", "内容": "text", "正文": "text", "范围": "scope", "错过": "missed"}
 ALL_VULNERABLE = ("困难群众", "困难户家庭", "重点人群", "所有困难群众", "全部困难群众")
 
-
-def _user_key(msg: Inbound) -> str:
-    return f"{msg.channel}:{msg.user_id}"
 
 
 def _options(rest: str) -> tuple[list[str], list[str] | None, str]:
@@ -61,9 +59,7 @@ async def _refuse(ctx: Ctx, e: Exception) -> None:
         await ctx.reply("messages/schedule_error.j2", code="alert", why=why.removeprefix("没能完成：").rstrip("。"))
 
 
-def _pending(ctx: Ctx, msg: Inbound) -> bool | dict:
-    data = conversations.pending(ctx.store, _user_key(msg), STATE, ctx.app.clock.now())
-    return {"pending": data} if data is not None else False
+_pending = pending(STATE)  # only this concern's own preview
 
 
 @router.text(staff, text_regex(r"^(?:定时|每)"), lambda ctx, msg: _VERB.search(msg.text) is not None)
@@ -94,7 +90,7 @@ async def schedule_command(ctx: Ctx, msg: Inbound) -> None:
     except (ScheduleError, AlertError) as e:
         await _refuse(ctx, e)
         return
-    conversations.remember(ctx.store, _user_key(msg), STATE, {
+    conversations.remember(ctx.store, user_key(msg), STATE, {
         "kind": job.when.kind, "spec": job.when.spec, "words": job.when.words, "first_at": job.when.first_at,
         "type": job.type, "colour": job.colour, "text": job.text, "template": job.template, "scope": job.scope,
         "scope_names": job.scope_names, "audience": job.audience, "missed": job.missed,
@@ -108,7 +104,7 @@ async def schedule_command(ctx: Ctx, msg: Inbound) -> None:
 @router.text(staff, text_equals("确认", "确认发布"), _pending)
 async def confirm(ctx: Ctx, msg: Inbound) -> None:
     d = ctx.match["pending"]
-    conversations.forget(ctx.store, _user_key(msg))
+    conversations.forget(ctx.store, user_key(msg))
     job = Job(when=When(d["kind"], d["spec"], d["words"], d["first_at"]), type=d["type"], colour=d["colour"],
               text=d["text"], template=d["template"], scope=d["scope"], scope_names=d["scope_names"],
               audience=d["audience"], missed=d["missed"], issuer_id=d["issuer_id"])
@@ -124,7 +120,7 @@ async def confirm(ctx: Ctx, msg: Inbound) -> None:
 
 @router.text(staff, text_equals("取消"), _pending)
 async def drop(ctx: Ctx, msg: Inbound) -> None:
-    conversations.forget(ctx.store, _user_key(msg))
+    conversations.forget(ctx.store, user_key(msg))
     await ctx.reply("messages/alert_cancelled.j2")
 
 

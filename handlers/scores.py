@@ -22,6 +22,7 @@ from bot.core.models import Inbound
 from bot.data import conversations
 from bot.domain import areas, scores
 from bot.domain.scores import ScoreError
+from handlers.pending import pending, user_key
 
 router = Router("scores")
 CHAT_ROWS = 10  # the ranking in chat: the first ten (the page has them all)
@@ -99,15 +100,8 @@ async def ranking(ctx: Ctx, msg: Inbound) -> None:
                                              staff="staff" in roles_of(ctx.resident)))
 
 
-def _user_key(msg: Inbound) -> str:
-    return f"{msg.channel}:{msg.user_id}"
 
-
-def _pending(ctx: Ctx, msg: Inbound) -> bool | dict:
-    """Only a pending scores preview of this very chat user (alerts', schedules' and consult's
-    previews keep states of their own: their 确认 is theirs)."""
-    data = conversations.pending(ctx.store, _user_key(msg), STATE, ctx.app.clock.now())
-    return {"pending": data} if data is not None else False
+_pending = pending(STATE)  # only this concern's own preview
 
 
 async def _preview(ctx: Ctx, msg: Inbound, month: str, *, changed: bool = False) -> None:
@@ -117,7 +111,7 @@ async def _preview(ctx: Ctx, msg: Inbound, month: str, *, changed: bool = False)
     except ScoreError as e:
         await _refuse(ctx, e)
         return
-    conversations.remember(ctx.store, _user_key(msg), STATE, {"month": shown["month"], "text": shown["text"]},
+    conversations.remember(ctx.store, user_key(msg), STATE, {"month": shown["month"], "text": shown["text"]},
                            ctx.app.clock.now() + CONFIRM_TTL_S)
     await ctx.reply("messages/scores/preview.j2", month=scores.month_zh(shown["month"]), text=shown["text"],
                     top=shown["top"], left_out=shown["left_out"], minutes=CONFIRM_TTL_S // 60, changed=changed)
@@ -138,7 +132,7 @@ async def confirm(ctx: Ctx, msg: Inbound) -> None:
     """确认 to this user's pending preview: checked again now (published meanwhile: refused; the
     figures moved so the notice would read otherwise: the new preview, nothing sent)."""
     pending = ctx.match["pending"]
-    conversations.forget(ctx.store, _user_key(msg))
+    conversations.forget(ctx.store, user_key(msg))
     try:
         done = scores.publish(ctx.app, ctx.resident, pending["month"], expected_text=pending["text"])
     except ScoreError as e:
@@ -154,5 +148,5 @@ async def confirm(ctx: Ctx, msg: Inbound) -> None:
 @router.text(has_role("staff"), command("commands.cancel", r"^{words}$"), _pending)
 async def drop(ctx: Ctx, msg: Inbound) -> None:
     pending = ctx.match["pending"]
-    conversations.forget(ctx.store, _user_key(msg))
+    conversations.forget(ctx.store, user_key(msg))
     await ctx.reply("messages/scores/dropped.j2", month=scores.month_zh(pending["month"]))
