@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 
 from bot.core import texts
+from bot.core.errors import CodedError
 from bot.data import alerts as alerts_db
 from bot.data import org
 from bot.data.store import Store
@@ -23,12 +24,9 @@ from bot.domain.wording import COLOURS, render, render_context  # noqa: F401  (r
 SEVERE = ("orange", "red")
 
 
-class AlertError(ValueError):
+class AlertError(CodedError):
     """A staff input problem. `code` picks the Chinese sentence in alert_command_error.j2."""
-
-    def __init__(self, code: str, **params):
-        self.code, self.params = code, params
-        super().__init__(f"{code}: {params}")
+    template = "messages/alert_command_error.j2"
 
 
 @dataclass

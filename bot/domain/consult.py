@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from bot.core import texts, vocabulary
+from bot.core.errors import CodedError
 from bot.core.filters import roles_of
 from bot.core.tables import natural_key
 from bot.data import acks as acks_db
@@ -52,15 +53,9 @@ MAX_OPTIONS = 9
 _CN_DIGIT = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
 
 
-class ConsultError(ValueError):
+class ConsultError(CodedError):
     """An input or state problem; `code` picks the Chinese sentence in messages/consult/error.j2."""
-
-    def __init__(self, code: str, **params):
-        self.code, self.params = code, params
-        super().__init__(f"{code}: {params}")
-
-    def text(self) -> str:
-        return texts.render("messages/consult/error.j2", code=self.code, **self.params)
+    template = "messages/consult/error.j2"
 
 
 @dataclass

@@ -34,6 +34,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 
 from bot.core import texts
+from bot.core.errors import CodedError
 from bot.data import org
 from bot.data import people as people_db
 from bot.data import schedules as schedules_db
@@ -74,12 +75,9 @@ class _AlreadyRun(Exception):
     """This fire time was acted on already (the unique key said so): undo this attempt."""
 
 
-class ScheduleError(ValueError):
+class ScheduleError(CodedError):
     """A staff input problem; `code` picks the Chinese sentence in messages/schedule_error.j2."""
-
-    def __init__(self, code: str, **params):
-        self.code, self.params = code, params
-        super().__init__(f"{code}: {params}")
+    template = "messages/schedule_error.j2"
 
 
 @dataclass

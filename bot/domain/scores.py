@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from bot.core import texts, vocabulary
 from bot.core.clock import local
 from bot.core.config import Settings
+from bot.core.errors import CodedError
 from bot.core.filters import roles_of
 from bot.core.tables import natural_key
 from bot.data import org
@@ -66,12 +67,9 @@ CATEGORIES = {"safety": "安全", "hygiene": "卫生", "civility": "文明"}
 _EPS = 1e-6
 
 
-class ScoreError(ValueError):
+class ScoreError(CodedError):
     """Something a person can fix; `code` picks the sentence in templates/messages/scores/error.j2."""
-
-    def __init__(self, code: str, **params):
-        self.code, self.params = code, params
-        super().__init__(f"{code}: {params}")
+    template = "messages/scores/error.j2"
 
 
 @dataclass
