@@ -269,7 +269,7 @@ def report_command(settings, args) -> int:
         if ym is None:
             return 2
     if args.kind in ("scores", "volunteers", "consult"):
-        return _loops_report(settings, store, args)
+        return _loops_report(settings, store, args, ym if args.kind != "consult" else None)
     if args.kind == "requests":
         from bot.domain.reports import write_requests_report
 
@@ -312,7 +312,7 @@ def _month_arg(value: str | None) -> tuple[int, int] | None:
     return year, month
 
 
-def _loops_report(settings, store, args) -> int:
+def _loops_report(settings, store, args, ym: tuple[int, int] | None) -> int:
     """The community loops' files: a month's building scores (流动小红旗), a month's volunteer
     figures, a consultation's filing — the same rows as the dashboard's downloads."""
     from bot.web import exports
@@ -322,14 +322,14 @@ def _loops_report(settings, store, args) -> int:
     if args.kind == "scores":
         from bot.domain import scores
 
-        month = "%04d-%02d" % _month_arg(args.month)
+        month = "%04d-%02d" % ym
         rows, sheet = scores.table_rows(scores.month_scores(app, month), settings), "流动小红旗"
         print(scores.ranking_text(app, month, staff=True))
     elif args.kind == "volunteers":
         from bot.domain import claims
         from bot.web.claims_pages import volunteer_rows
 
-        month = "%04d-%02d" % _month_arg(args.month)
+        month = "%04d-%02d" % ym
         rows, sheet = volunteer_rows(claims.month_figures(app, {"roles": "staff"}, month)), "志愿服务"
     else:
         from bot.domain import consult

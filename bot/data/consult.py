@@ -115,10 +115,6 @@ def add_ballot(store: Store, *, consultation_id: int, household_id: int, choice:
         (consultation_id, household_id, choice, resident_id, by_proxy_id, channel, at)).lastrowid
 
 
-def ballots_count(store: Store, consultation_id: int) -> int:
-    return store.scalar("SELECT COUNT(*) FROM ballots WHERE consultation_id=?", (consultation_id,))
-
-
 def close(store: Store, consultation_id: int, *, state: str, result: dict | None, at: float) -> bool:
     """Open -> closed/cancelled (compare-and-set: a second closer changes nothing)."""
     return store.conn.execute(

@@ -31,10 +31,6 @@ def story_events(store: Store, alert_id: int, after_id: int = 0, limit: int = 50
     return [dict(r, data=json.loads(r["data"]) if r["data"] else {}) for r in rows]
 
 
-def last_event_id(store: Store) -> int:
-    return store.scalar("SELECT COALESCE(MAX(id), 0) FROM events") or 0
-
-
 def proxy_only_households(store: Store, alert_id: int) -> int:
     """Households of `alert_id` confirmed only by someone else (a lead for neighbours without WeChat)."""
     return store.scalar(

@@ -91,12 +91,6 @@ def peer_averages(store: Store, month: str) -> dict[int, dict[str, dict]]:
     return out
 
 
-def peer_rows(store: Store, month: str, by_id: int) -> list[dict]:
-    """What one evaluator entered for the month."""
-    return store.q("SELECT * FROM peer_scores WHERE month = ? AND by_id = ? ORDER BY building_id, category",
-                   (month, by_id))
-
-
 def put_peer_score(store: Store, month: str, building_id: int, category: str, by_id: int, score: float,
                    at: float) -> None:
     """An evaluator's score; entering again replaces theirs."""

@@ -256,12 +256,6 @@ def on_send_result(deps: Deps, row: dict, result) -> None:
         escalate_hop(deps, hop)
 
 
-def lead_forwarded(deps: Deps, resident: dict) -> list[str]:
-    """A lead says "已转发": every hop they were asked about is done (see hop_done for late ones).
-    Returns the names of the groups (a steward's hop has none: see `forwarded`)."""
-    return [h["group_name"] or "" for h in _forward(deps, resident) if not is_steward_hop(h)]
-
-
 def forwarded(deps: Deps, resident: dict) -> dict:
     """"已转发" from a lead or a steward: {"groups": group names, "households": how many households
     the steward's hops covered}."""
