@@ -304,12 +304,17 @@ def claim(deps: Deps, volunteer: dict, request_id: int) -> dict:
             raise Taken(request_id, mine=now_row["claimed_by"] == volunteer["id"]) from None
         raise NotOpen(request_id, state=now_row["state"]) from None
     req = _tell_resident(deps, request_id, "coming.j2", ev, volunteer=volunteer)
-    v = _view(deps, rows.get(deps.store, request_id))
-    for p in _staff_of(deps, req):
-        digest.notify(deps, p, T + "claimed_staff.j2", f"req:{request_id}:e{ev}:{p['id']}",
-                      kind="claim_taken", line=texts.render(T + "taken_line.j2", r=v),
-                      ref_id=request_id, purpose=PURPOSE, r=v, volunteer=volunteer)
+    _tell_staff(deps, req, ev, "claimed_staff.j2", "claim_taken", volunteer)
     return req
+
+
+def _tell_staff(deps: Deps, req: dict, ev: int, template: str, kind: str, volunteer: dict) -> None:
+    """Whoever looks after it hears that it was claimed or given back (in their digest)."""
+    v = _view(deps, rows.get(deps.store, req["id"]))
+    for p in _staff_of(deps, req):
+        digest.notify(deps, p, T + template, f"req:{req['id']}:e{ev}:{p['id']}",
+                      kind=kind, line=texts.render(T + "taken_line.j2", r=v),
+                      ref_id=req["id"], purpose=PURPOSE, r=v, volunteer=volunteer)
 
 
 def _staff_of(deps: Deps, req: dict) -> list[dict]:
@@ -338,11 +343,7 @@ def release(deps: Deps, volunteer: dict, request_id: int) -> dict:
         "claimed_at": None, "assignee_id": None, "assignee_name": None, "assigned_at": None},
         where={"claim_state": CLAIMED, "claimed_by": volunteer["id"]})
     req = _tell_resident(deps, request_id, "released_resident.j2", ev)
-    v = _view(deps, rows.get(deps.store, request_id))
-    for p in _staff_of(deps, req):
-        digest.notify(deps, p, T + "released_staff.j2", f"req:{request_id}:e{ev}:{p['id']}",
-                      kind="claim_released", line=texts.render(T + "taken_line.j2", r=v),
-                      ref_id=request_id, purpose=PURPOSE, r=v, volunteer=volunteer)
+    _tell_staff(deps, req, ev, "released_staff.j2", "claim_released", volunteer)
     return req
 
 
