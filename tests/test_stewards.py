@@ -3,11 +3,10 @@ owner, area and steward columns; the relay's last hop and the silent households'
 stewards when settings.relay.stewards is on; a steward's 代确认 for exactly their households."""
 from __future__ import annotations
 
-import csv
-
 import pytest
 from chat_rig import say
 from sim_rig import close_sim, make_sim, run_until, staff
+from test_roster import write_csv
 
 from bot.data.store import Store
 from bot.domain import alerts, escalation, relay
@@ -46,14 +45,6 @@ ROWS = [
 ]
 GROUP_HEAD = ["社区", "网格", "小区", "楼栋", "群名", "类型", "群ID", "群主"]
 GROUPS = [["大龙社区", "第一网格", "一区", "1栋", "一区1栋居民群", "个人微信群", "", "吴楼长"]]
-
-
-def write_csv(path, head, rows):
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(head)
-        w.writerows(rows)
-    return path
 
 
 @pytest.fixture
