@@ -46,3 +46,18 @@ def test_the_data_layer_runs_the_planned_queries(store):
     assert "WHERE alert_id=? AND resident_id=? ORDER BY id DESC LIMIT 1" in src
     assert "answer='help'" in src
     assert "ORDER BY at LIMIT 1 OFFSET ?" in src
+
+
+def test_a_residents_open_consultations_probe_the_voters_by_key(store, monkeypatch):
+    # asked on every short chat message of a resident (is it a vote?): the consultations still live
+    # are few, each probed by consultation_voters' primary key, never a scan of all voters
+    from bot.data import consult
+
+    seen = []
+    real_q = store.q
+    monkeypatch.setattr(store, "q", lambda sql, params=(): (seen.append((sql, params)), real_q(sql, params))[1])
+    consult.for_household(store, 1, since=0.0)
+    (sql, params), = seen
+    got = plan(store, sql, params)
+    assert "SEARCH v USING PRIMARY KEY (consultation_id=? AND household_id=?)" in got, got
+    assert "SCAN v" not in got, got

@@ -77,10 +77,12 @@ def listing(store: Store, buildings: list[int] | None) -> list[dict]:
 def for_household(store: Store, household_id: int, *, since: float) -> list[dict]:
     """Consultations this household votes in that are open, or closed/cancelled after `since`;
     open ones first, then newest."""
+    # driven from the few live consultations, each probed by the voters' primary key: every short
+    # chat message of a resident asks this, so it must not scan the voters of every consultation
     return store.q(
-        "SELECT c.* FROM consultations c JOIN consultation_voters v ON v.consultation_id=c.id "
-        "WHERE v.household_id=? AND (c.state='open' OR c.closed_at >= ?) "
-        "ORDER BY c.state='open' DESC, c.id DESC", (household_id, since))
+        "SELECT c.* FROM consultations c WHERE (c.state='open' OR c.closed_at >= ?) AND EXISTS "
+        "(SELECT 1 FROM consultation_voters v WHERE v.consultation_id=c.id AND v.household_id=?) "
+        "ORDER BY c.state='open' DESC, c.id DESC", (since, household_id))
 
 
 def voter(store: Store, consultation_id: int, household_id: int) -> dict | None:
